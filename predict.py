@@ -1,0 +1,144 @@
+"""Cog adapter: input declarations, task dispatch and output files. No model code lives here.
+
+Every task-specific input is ``Optional`` with ``None`` meaning "the task's default", and its description
+starts with the task(s) it applies to. Cross-field rules (e.g. ``multiview-to-3d`` needs all six views) are
+checked in ``predictors.engine`` and reported as ``ValueError``.
+"""
+
+import os
+
+# Runtime policy, set before torch or any hub library is imported.
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+os.environ.setdefault("PYTORCH_CUDA_ALLOC_CONF", "expandable_segments:True")
+
+from typing import Optional  # noqa: E402
+
+from cog import BaseRunner, Input, Path  # noqa: E402
+
+# Literal lists so that Cog's static schema parser can resolve the choices (tests keep them in sync).
+TASKS = ["texture", "image-to-3d", "text-to-multiview", "multiview-to-3d"]
+CONDITIONS = ["depth", "normal", "canny"]
+
+MV = "multiview-to-3d: "
+TEX = "texture: "
+I23 = "image-to-3d: "
+T2MV = "text-to-multiview: "
+VIEW_NOTE = (
+    "orthographic view of the object centred in the image, the image spanning the same world extent in every "
+    "view; PNG with alpha as mask is best, otherwise the border colour is the background (see README)."
+)
+
+
+class Predictor(BaseRunner):
+    """One predictor, four tasks: texture a mesh, image to 3D, text to multi-view, multi-view to 3D."""
+
+    def setup(self) -> None:
+        """Load every task whose weights are installed (``WEIGHTS_DIR``); log what loaded, time and memory."""
+        from predictors.engine import Engine
+        from predictors.runtime import OutputFolders, select_device
+        from weights.manifest import load_manifest, weights_dir
+
+        self.engine = Engine(weights_dir(), select_device())
+        self.engine.setup(load_manifest())
+        self.outputs = OutputFolders()
+
+    def run(
+        self,
+        task: str = Input(description="What to do.", choices=TASKS),
+        seed: Optional[int] = Input(
+            description="All tasks: random seed; the same seed and inputs give the same files on one device. "
+            "Empty: a random seed, printed in the logs.",
+            default=None, ge=0, le=2**32 - 1,
+        ),
+        # multiview-to-3d
+        front: Optional[Path] = Input(description=MV + "front view (camera on +z). " + VIEW_NOTE, default=None),
+        back: Optional[Path] = Input(description=MV + "back view (camera on -z).", default=None),
+        left: Optional[Path] = Input(description=MV + "left view (camera on -x).", default=None),
+        right: Optional[Path] = Input(description=MV + "right view (camera on +x).", default=None),
+        top: Optional[Path] = Input(description=MV + "top view (camera on +y; image-up is -z).", default=None),
+        bottom: Optional[Path] = Input(description=MV + "bottom view (camera on -y; image-up is +z).", default=None),
+        resolution: Optional[int] = Input(
+            description=MV + "voxel grid resolution for carving (default 128).", default=None, ge=32, le=256
+        ),
+        texture_size: Optional[int] = Input(
+            description="texture, image-to-3d, multiview-to-3d: texture width and height in pixels (default 1024).",
+            default=None, ge=256, le=4096,
+        ),
+        # texture
+        mesh: Optional[Path] = Input(
+            description=TEX + "mesh to texture: GLB, glTF (zipped with its files), OBJ (zipped with MTL and "
+            "textures), PLY or STL.",
+            default=None,
+        ),
+        prompt: Optional[str] = Input(description="texture, text-to-multiview: text prompt.", default=None),
+        negative_prompt: Optional[str] = Input(
+            description="texture, text-to-multiview: what to avoid.", default=None
+        ),
+        base_model: Optional[str] = Input(
+            description=TEX + "base model name: an installed diffusers stack or single-file checkpoint.",
+            default=None,
+        ),
+        condition: Optional[str] = Input(
+            description=TEX + "ControlNet condition rendered from the mesh (default depth).",
+            default=None, choices=CONDITIONS,
+        ),
+        image_prompt: Optional[Path] = Input(description=TEX + "optional image prompt (IP-Adapter).", default=None),
+        image_prompt_scale: Optional[float] = Input(
+            description=TEX + "strength of the image prompt.", default=None, ge=0.0, le=2.0
+        ),
+        steps: Optional[int] = Input(
+            description="texture, text-to-multiview: denoising steps (defaults: texture 30, text-to-multiview 50).",
+            default=None, ge=1, le=150,
+        ),
+        guidance_scale: Optional[float] = Input(
+            description="texture, text-to-multiview: classifier-free guidance scale.", default=None, ge=0.0, le=30.0
+        ),
+        controlnet_scale: Optional[float] = Input(
+            description=TEX + "ControlNet conditioning scale.", default=None, ge=0.0, le=2.0
+        ),
+        keep_uv: Optional[bool] = Input(description=TEX + "use the mesh's own UVs when it has them.", default=None),
+        camera_azimuths: Optional[str] = Input(
+            description=TEX + "comma-separated view azimuths in degrees (default 8 views around).", default=None
+        ),
+        top_views: Optional[bool] = Input(description=TEX + "add the two views from 30° above.", default=None),
+        # image-to-3d
+        image: Optional[Path] = Input(description=I23 + "input image (alpha is used as the mask).", default=None),
+        ss_steps: Optional[int] = Input(description=I23 + "sparse-structure sampling steps.", default=None, ge=1, le=100),
+        ss_guidance: Optional[float] = Input(
+            description=I23 + "sparse-structure guidance.", default=None, ge=0.0, le=20.0
+        ),
+        slat_steps: Optional[int] = Input(description=I23 + "structured-latent sampling steps.", default=None, ge=1, le=100),
+        slat_guidance: Optional[float] = Input(
+            description=I23 + "structured-latent guidance.", default=None, ge=0.0, le=20.0
+        ),
+        remove_background: Optional[bool] = Input(
+            description=I23 + "remove the background when the image has no alpha.", default=None
+        ),
+        face_count: Optional[int] = Input(
+            description=I23 + "target face count after decimation.", default=None, ge=1000, le=500_000
+        ),
+        video: Optional[bool] = Input(description=I23 + "also render a turntable video.", default=None),
+        # text-to-multiview
+        elevation: Optional[float] = Input(description=T2MV + "camera elevation in degrees.", default=None, ge=-30, le=60),
+        azimuth_start: Optional[float] = Input(description=T2MV + "azimuth of the first view.", default=None, ge=0, le=360),
+        image_size: Optional[int] = Input(description=T2MV + "view size in pixels.", default=None, ge=128, le=512),
+        output_3d: Optional[bool] = Input(description=T2MV + "also reconstruct a textured 3D model.", default=None),
+    ) -> list[Path]:
+        """Run ``task``; returns the output files (model.glb, turntable.mp4, preview.png, ...)."""
+        inputs = {name: _plain(value) for name, value in locals().items() if name not in ("self", "task")}
+        from predictors.runtime import RunContext
+
+        out_dir = self.outputs.new()
+
+        def context_factory(seed: int) -> RunContext:
+            return RunContext(out_dir, self.engine.device, seed, record_metric=self.record_metric)
+
+        return [Path(path) for path in self.engine.run(task, inputs, context_factory)]
+
+
+def _plain(value: object) -> object:
+    """File inputs arrive as ``cog.Path`` or, for local paths, as ``str``; pass them on as ``str``."""
+    return os.fspath(value) if isinstance(value, os.PathLike) else value

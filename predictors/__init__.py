@@ -1,0 +1,1 @@
+"""Task packages of the predictor; ``geometry`` holds the 3D code they share."""

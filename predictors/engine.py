@@ -1,0 +1,164 @@
+"""Task registry and dispatch: loads every available task in ``setup`` and runs one per prediction.
+
+``predict.py`` only declares Cog inputs; this module decides which inputs apply to which task, which are
+required, which stacks of weights a task needs, and how its runner is loaded.
+"""
+
+from __future__ import annotations
+
+import importlib
+import time
+import traceback
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+import torch
+
+from predictors.runtime import RunContext, describe_environment, log, peak_memory_mb, resolve_seed, seed_everything
+from weights.manifest import Manifest, missing_stacks
+
+
+class TaskRunner(Protocol):
+    """A loaded task: turns validated inputs into output files in ``context.out_dir``."""
+
+    def run(self, inputs: dict[str, Any], context: RunContext) -> list[Path]: ...
+
+
+@dataclass(frozen=True)
+class TaskSpec:
+    """What a task accepts and needs.
+
+    ``loader`` is ``"module:function"``; the function takes (weights_dir, device) and returns a TaskRunner.
+    ``None`` means the task is declared in the API but not part of this build.
+    """
+
+    name: str
+    inputs: tuple[str, ...]
+    required: tuple[str, ...]
+    loader: str | None
+    stacks: tuple[str, ...] = ()
+
+
+MULTIVIEW_VIEWS = ("front", "back", "left", "right", "top", "bottom")
+
+TASK_SPECS: dict[str, TaskSpec] = {
+    spec.name: spec
+    for spec in (
+        TaskSpec(
+            name="texture",
+            inputs=(
+                "mesh", "prompt", "negative_prompt", "base_model", "condition", "image_prompt",
+                "image_prompt_scale", "steps", "guidance_scale", "controlnet_scale", "texture_size", "keep_uv",
+                "camera_azimuths", "top_views",
+            ),
+            required=("mesh", "prompt"),
+            loader=None,
+        ),
+        TaskSpec(
+            name="image-to-3d",
+            inputs=(
+                "image", "ss_steps", "ss_guidance", "slat_steps", "slat_guidance", "remove_background",
+                "face_count", "texture_size", "video",
+            ),
+            required=("image",),
+            loader=None,
+        ),
+        TaskSpec(
+            name="text-to-multiview",
+            inputs=(
+                "prompt", "negative_prompt", "steps", "guidance_scale", "elevation", "azimuth_start",
+                "image_size", "output_3d",
+            ),
+            required=("prompt",),
+            loader=None,
+        ),
+        TaskSpec(
+            name="multiview-to-3d",
+            inputs=(*MULTIVIEW_VIEWS, "resolution", "texture_size"),
+            required=MULTIVIEW_VIEWS,
+            loader="predictors.multiview_to_3d.task:load",
+        ),
+    )
+}
+
+TASKS = tuple(TASK_SPECS)
+
+
+def validate_inputs(task: str, inputs: dict[str, Any]) -> dict[str, Any]:
+    """Check cross-field rules for ``task``; return the inputs that apply to it (others are logged and dropped)."""
+    if task not in TASK_SPECS:
+        raise ValueError(f"Unknown task {task!r}. Allowed tasks: {', '.join(TASKS)}.")
+    spec = TASK_SPECS[task]
+    missing = [name for name in spec.required if _is_blank(inputs.get(name))]
+    if missing:
+        raise ValueError(f"Task {task!r} needs the input(s) {', '.join(missing)}; missing or empty: {', '.join(missing)}.")
+    ignored = sorted(name for name, value in inputs.items() if value is not None and name not in spec.inputs)
+    if ignored:
+        log(f"note: inputs not used by task {task!r} were ignored: {', '.join(ignored)}")
+    return {name: inputs.get(name) for name in spec.inputs}
+
+
+def _is_blank(value: Any) -> bool:
+    return value is None or (isinstance(value, str) and not value.strip())
+
+
+class Engine:
+    """Loads the tasks whose weights are installed and runs predictions."""
+
+    def __init__(self, weights_dir: Path, device: torch.device) -> None:
+        self.weights_dir = weights_dir
+        self.device = device
+        self.runners: dict[str, TaskRunner] = {}
+        self.unavailable: dict[str, str] = {}
+
+    def setup(self, manifest: Manifest) -> None:
+        """Load every task that is built and whose stacks are present; log time and memory."""
+        log(f"setup: {describe_environment(self.device)}; weights from {self.weights_dir}")
+        for spec in TASK_SPECS.values():
+            if spec.loader is None:
+                self.unavailable[spec.name] = f"Task {spec.name!r} is not available in this build."
+                continue
+            absent = missing_stacks(manifest, spec.stacks, self.weights_dir)
+            if absent:
+                self.unavailable[spec.name] = (
+                    f"Task {spec.name!r} needs weights that are not installed: {', '.join(absent)}. "
+                    f"Install them with `python -m weights.download {' '.join(absent)}`."
+                )
+                continue
+            start = time.perf_counter()
+            module_name, function_name = spec.loader.split(":")
+            load = getattr(importlib.import_module(module_name), function_name)
+            self.runners[spec.name] = load(self.weights_dir, self.device)
+            log(f"setup: loaded {spec.name} in {time.perf_counter() - start:.2f} s")
+        for reason in self.unavailable.values():
+            log(f"setup: {reason}")
+        memory = ", ".join(f"{key} {value:.0f}" for key, value in peak_memory_mb(self.device).items())
+        log(f"setup: ready with {', '.join(self.runners) or 'no tasks'}; {memory}")
+
+    def run(self, task: str, inputs: dict[str, Any], context_factory: Any) -> list[Path]:
+        """Validate, seed and run one task; returns the existing output files."""
+        task_inputs = validate_inputs(task, inputs)
+        if task not in self.runners:
+            raise ValueError(self.unavailable.get(task, f"Task {task!r} is not available in this build."))
+        seed = resolve_seed(inputs.get("seed"))
+        seed_everything(seed)
+        context: RunContext = context_factory(seed)
+        log(f"task: {task}, seed: {seed}, device: {self.device}")
+        context.record_metric("seed", seed)
+        try:
+            outputs = self.runners[task].run(task_inputs, context)
+        except ValueError:
+            raise
+        except Exception:
+            traceback.print_exc()
+            raise
+        finally:
+            if self.device.type == "cuda":
+                torch.cuda.empty_cache()
+        missing = [str(path) for path in outputs if not Path(path).is_file()]
+        if missing:
+            raise RuntimeError(f"internal error: output files were not written: {', '.join(missing)}")
+        for key, value in peak_memory_mb(self.device).items():
+            context.record_metric(f"memory.{key}", round(value, 1))
+        return [Path(path) for path in outputs]

@@ -1,0 +1,117 @@
+"""Per-process and per-prediction runtime: device policy, seeding, stage timing and metrics."""
+
+from __future__ import annotations
+
+import os
+import random
+import resource
+import shutil
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+MetricSink = Callable[[str, float], None]
+
+
+def select_device() -> torch.device:
+    """The device every stack runs on: ``PREDICTOR_DEVICE`` if set, else CUDA when available, else CPU."""
+    requested = os.environ.get("PREDICTOR_DEVICE")
+    if requested:
+        return torch.device(requested)
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def compute_dtype(device: torch.device) -> torch.dtype:
+    """Half precision on CUDA, float32 on CPU."""
+    return torch.float16 if device.type == "cuda" else torch.float32
+
+
+def peak_memory_mb(device: torch.device) -> dict[str, float]:
+    """Peak resident memory of this process and, on CUDA, peak allocated GPU memory, in MiB."""
+    usage = {"cpu_peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0}
+    if device.type == "cuda":
+        usage["gpu_peak_allocated_mb"] = torch.cuda.max_memory_allocated(device) / 2**20
+    return usage
+
+
+def log(message: str) -> None:
+    """One progress line in the prediction logs (Replicate shows stdout)."""
+    print(message, flush=True)
+
+
+def resolve_seed(seed: int | None) -> int:
+    """The given seed, or a fresh random one (logged so that a run can be repeated)."""
+    return int.from_bytes(os.urandom(4), "little") if seed is None else int(seed)
+
+
+def seed_everything(seed: int) -> torch.Generator:
+    """Seed Python, NumPy and torch, and return a CPU generator for explicit draws."""
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+    return torch.Generator().manual_seed(seed)
+
+
+@dataclass
+class RunContext:
+    """What a task needs from the predictor while it runs: output folder, device, seed, timing."""
+
+    out_dir: Path
+    device: torch.device
+    seed: int
+    record_metric: MetricSink = field(default=lambda key, value: None)
+    timings: dict[str, float] = field(default_factory=dict)
+
+    @contextmanager
+    def stage(self, name: str) -> Iterator[None]:
+        """Time a stage: logs its start and duration and records ``timing.<name>`` in seconds."""
+        log(f"[{name}] started")
+        start = time.perf_counter()
+        yield
+        elapsed = time.perf_counter() - start
+        self.timings[name] = elapsed
+        self.record_metric(f"timing.{name}", round(elapsed, 4))
+        log(f"[{name}] done in {elapsed:.2f} s")
+
+    def output_path(self, name: str) -> Path:
+        """Path of an output file in this prediction's folder."""
+        return self.out_dir / name
+
+
+class OutputFolders:
+    """A fresh temporary folder per prediction; the previous one is removed when the next starts.
+
+    Cog uploads returned files after ``run`` returns, so a prediction's folder must outlive the call; it is
+    deleted at the start of the next prediction (predictions run one at a time).
+    """
+
+    def __init__(self, root: Path | None = None) -> None:
+        self._root = root
+        self._current: Path | None = None
+
+    def new(self) -> Path:
+        self.release()
+        self._current = Path(tempfile.mkdtemp(prefix="prediction-", dir=self._root))
+        return self._current
+
+    def release(self) -> None:
+        if self._current is not None:
+            shutil.rmtree(self._current, ignore_errors=True)
+            self._current = None
+
+
+def describe_environment(device: torch.device) -> str:
+    """A one-line summary of the runtime for the setup log."""
+    parts = [f"python {sys.version.split()[0]}", f"torch {torch.__version__}", f"device {device}"]
+    if device.type == "cuda":
+        parts.append(torch.cuda.get_device_name(device))
+    else:
+        parts.append(f"{torch.get_num_threads()} threads")
+    return ", ".join(parts)

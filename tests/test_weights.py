@@ -1,0 +1,95 @@
+"""The weights system: manifest checks, verified installs, presence checks and the tiny-stack registry."""
+
+import hashlib
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from weights import download, tiny
+from weights.manifest import load_manifest, missing_stacks
+
+
+def _write_manifest(path: Path, stacks: dict) -> Path:
+    path.write_text(json.dumps({"version": 1, "stacks": stacks}))
+    return path
+
+
+def _entry(files: dict[str, bytes]) -> dict:
+    return {
+        "task": "texture", "repo": "org/model", "revision": "a" * 40, "licence": "MIT",
+        "files": [{"path": name, "sha256": hashlib.sha256(data).hexdigest(), "size": len(data)}
+                  for name, data in files.items()],
+    }
+
+
+def test_committed_manifest_parses():
+    manifest = load_manifest()
+    for stack in manifest.values():
+        assert stack.licence and stack.repo and stack.files
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"revision": "main"}, "pinned"),
+        ({"files": [{"path": "../x.bin", "sha256": "0" * 64, "size": 1}]}, "inside the stack"),
+        ({"files": [{"path": "x.bin", "sha256": "", "size": 1}]}, "sha256"),
+        ({"files": []}, "no files"),
+    ],
+)
+def test_manifest_rejects_bad_entries(tmp_path, change, message):
+    entry = {**_entry({"x.bin": b"x"}), **change}
+    with pytest.raises(ValueError, match=message):
+        load_manifest(_write_manifest(tmp_path / "m.json", {"s": entry}))
+
+
+def _fake_hub(contents: dict[str, bytes]):
+    def fetch(stack, file, staging: Path) -> Path:
+        path = staging / Path(file.path).name
+        path.write_bytes(contents[file.path])
+        return path
+    return fetch
+
+
+def test_install_verifies_and_detects_presence(tmp_path):
+    files = {"unet/model.safetensors": b"weights" * 100, "config.json": b"{}"}
+    manifest = load_manifest(_write_manifest(tmp_path / "m.json", {"sd": _entry(files)}))
+    root = tmp_path / "stacks"
+    assert missing_stacks(manifest, ("sd",), root) == ["sd"]
+    download.install_stack(manifest["sd"], root, fetch=_fake_hub(files))
+    assert (root / "sd" / "unet" / "model.safetensors").read_bytes() == files["unet/model.safetensors"]
+    assert missing_stacks(manifest, ("sd",), root) == []
+    assert missing_stacks(manifest, ("sd", "other"), root) == ["other"]
+    shutil.rmtree(root / "sd" / "unet")
+    assert missing_stacks(manifest, ("sd",), root) == ["sd"]
+
+
+def test_install_rejects_a_corrupted_download(tmp_path):
+    files = {"model.bin": b"good bytes"}
+    manifest = load_manifest(_write_manifest(tmp_path / "m.json", {"sd": _entry(files)}))
+    with pytest.raises(ValueError, match="failed verification"):
+        download.install_stack(manifest["sd"], tmp_path / "stacks", fetch=_fake_hub({"model.bin": b"evil bytes"}))
+    assert not (tmp_path / "stacks" / "sd" / "model.bin").exists()
+
+
+def test_select_stacks_names_unknown_ones(tmp_path):
+    manifest = load_manifest(_write_manifest(tmp_path / "m.json", {"sd": _entry({"a": b"a"})}))
+    assert [s.name for s in download.select_stacks(manifest, ["all"])] == ["sd"]
+    with pytest.raises(ValueError, match="unknown stack"):
+        download.select_stacks(manifest, ["nope"])
+
+
+def test_tiny_builders_write_the_registered_layout(tmp_path, monkeypatch):
+    monkeypatch.setitem(tiny.TINY_BUILDERS, "toy", "tests.test_weights:_toy_builder")
+    assert tiny.build_tiny_stacks(tmp_path, ["toy"], seed=3) == ["toy"]
+    assert (tmp_path / "toy" / "seed.txt").read_text() == "3"
+    assert json.loads((tmp_path / "tiny.json").read_text()) == {"stacks": ["toy"], "seed": 3}
+    with pytest.raises(ValueError, match="no tiny builder"):
+        tiny.build_tiny_stacks(tmp_path, ["missing"])
+
+
+def _toy_builder(folder: Path, seed: int) -> None:
+    folder.mkdir(parents=True)
+    (folder / "seed.txt").write_text(str(seed))
