@@ -9,6 +9,7 @@ from __future__ import annotations
 import importlib
 import time
 import traceback
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -92,7 +93,7 @@ def validate_inputs(task: str, inputs: dict[str, Any]) -> dict[str, Any]:
     spec = TASK_SPECS[task]
     missing = [name for name in spec.required if _is_blank(inputs.get(name))]
     if missing:
-        raise ValueError(f"Task {task!r} needs the input(s) {', '.join(missing)}; missing or empty: {', '.join(missing)}.")
+        raise ValueError(f"Task {task!r} needs: {', '.join(spec.required)}. Missing or empty: {', '.join(missing)}.")
     ignored = sorted(name for name, value in inputs.items() if value is not None and name not in spec.inputs)
     if ignored:
         log(f"note: inputs not used by task {task!r} were ignored: {', '.join(ignored)}")
@@ -127,23 +128,28 @@ class Engine:
                 )
                 continue
             start = time.perf_counter()
-            module_name, function_name = spec.loader.split(":")
-            load = getattr(importlib.import_module(module_name), function_name)
-            self.runners[spec.name] = load(self.weights_dir, self.device)
+            try:
+                module_name, function_name = spec.loader.split(":")
+                load = getattr(importlib.import_module(module_name), function_name)
+                self.runners[spec.name] = load(self.weights_dir, self.device)
+            except Exception as error:  # one broken stack must not take the other tasks down
+                traceback.print_exc()
+                self.unavailable[spec.name] = f"Task {spec.name!r} failed to load: {type(error).__name__}: {error}"
+                continue
             log(f"setup: loaded {spec.name} in {time.perf_counter() - start:.2f} s")
         for reason in self.unavailable.values():
             log(f"setup: {reason}")
         memory = ", ".join(f"{key} {value:.0f}" for key, value in peak_memory_mb(self.device).items())
         log(f"setup: ready with {', '.join(self.runners) or 'no tasks'}; {memory}")
 
-    def run(self, task: str, inputs: dict[str, Any], context_factory: Any) -> list[Path]:
+    def run(self, task: str, inputs: dict[str, Any], context_factory: Callable[[int], RunContext]) -> list[Path]:
         """Validate, seed and run one task; returns the existing output files."""
-        task_inputs = validate_inputs(task, inputs)
-        if task not in self.runners:
+        if task in TASK_SPECS and task not in self.runners:
             raise ValueError(self.unavailable.get(task, f"Task {task!r} is not available in this build."))
+        task_inputs = validate_inputs(task, inputs)
         seed = resolve_seed(inputs.get("seed"))
         seed_everything(seed)
-        context: RunContext = context_factory(seed)
+        context = context_factory(seed)
         log(f"task: {task}, seed: {seed}, device: {self.device}")
         context.record_metric("seed", seed)
         try:

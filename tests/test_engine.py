@@ -86,3 +86,20 @@ def test_run_seeds_and_checks_outputs(toy_engine, tmp_path):
     toy_engine.runners["multiview-to-3d"] = _Writer(write=False)
     with pytest.raises(RuntimeError, match="not written"):
         toy_engine.run("multiview-to-3d", {"front": "f.png"}, _context(tmp_path / "missing"))
+
+
+def test_a_task_that_fails_to_load_leaves_the_others(monkeypatch, tmp_path):
+    specs = {
+        "texture": TaskSpec("texture", ("prompt",), ("prompt",), "tests.test_engine:_broken"),
+        "multiview-to-3d": TaskSpec("multiview-to-3d", ("front",), ("front",), "tests.test_engine:_load_writer"),
+    }
+    monkeypatch.setattr(engine, "TASK_SPECS", specs)
+    eng = Engine(tmp_path, torch.device("cpu"))
+    eng.setup({})
+    assert list(eng.runners) == ["multiview-to-3d"]
+    with pytest.raises(ValueError, match="failed to load: OSError: corrupt"):
+        eng.run("texture", {"prompt": "x"}, _context(tmp_path))
+
+
+def _broken(weights_dir, device):
+    raise OSError("corrupt checkpoint")
