@@ -14,9 +14,8 @@ os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 os.environ.setdefault("PYTORCH_CUDA_ALLOC_CONF", "expandable_segments:True")
 
-from typing import Optional  # noqa: E402
 
-from cog import BaseRunner, Input, Path  # noqa: E402
+from cog import BaseRunner, Input, Path
 
 # Literal lists so that Cog's static schema parser can resolve the choices (tests keep them in sync).
 TASKS = ["texture", "image-to-3d", "text-to-multiview", "multiview-to-3d"]
@@ -48,84 +47,115 @@ class Predictor(BaseRunner):
     def run(
         self,
         task: str = Input(description="What to do.", choices=TASKS),
-        seed: Optional[int] = Input(
+        seed: int | None = Input(
             description="All tasks: random seed; the same seed and inputs give the same files on one device. "
             "Empty: a random seed, printed in the logs.",
-            default=None, ge=0, le=2**32 - 1,
+            default=None,
+            ge=0,
+            le=2**32 - 1,
         ),
         # multiview-to-3d
-        front: Optional[Path] = Input(description=MV + "front view (camera on +z). " + VIEW_NOTE, default=None),
-        back: Optional[Path] = Input(description=MV + "back view (camera on -z).", default=None),
-        left: Optional[Path] = Input(description=MV + "left view (camera on -x).", default=None),
-        right: Optional[Path] = Input(description=MV + "right view (camera on +x).", default=None),
-        top: Optional[Path] = Input(description=MV + "top view (camera on +y; image-up is -z).", default=None),
-        bottom: Optional[Path] = Input(description=MV + "bottom view (camera on -y; image-up is +z).", default=None),
-        resolution: Optional[int] = Input(
+        front: Path | None = Input(description=MV + "front view (camera on +z). " + VIEW_NOTE, default=None),
+        back: Path | None = Input(description=MV + "back view (camera on -z).", default=None),
+        left: Path | None = Input(description=MV + "left view (camera on -x).", default=None),
+        right: Path | None = Input(description=MV + "right view (camera on +x).", default=None),
+        top: Path | None = Input(description=MV + "top view (camera on +y; image-up is -z).", default=None),
+        bottom: Path | None = Input(
+            description=MV + "bottom view (camera on -y; image-up is +z).", default=None
+        ),
+        resolution: int | None = Input(
             description=MV + "voxel grid resolution for carving (default 128).", default=None, ge=32, le=256
         ),
-        texture_size: Optional[int] = Input(
+        texture_size: int | None = Input(
             description="texture, image-to-3d, multiview-to-3d: texture width and height in pixels (default 1024).",
-            default=None, ge=256, le=4096,
+            default=None,
+            ge=256,
+            le=4096,
         ),
         # texture
-        mesh: Optional[Path] = Input(
+        mesh: Path | None = Input(
             description=TEX + "mesh to texture: GLB, glTF (zipped with its files), OBJ (zipped with MTL and "
             "textures), PLY or STL.",
             default=None,
         ),
-        prompt: Optional[str] = Input(description="texture, text-to-multiview: text prompt.", default=None),
-        negative_prompt: Optional[str] = Input(
+        prompt: str | None = Input(description="texture, text-to-multiview: text prompt.", default=None),
+        negative_prompt: str | None = Input(
             description="texture, text-to-multiview: what to avoid.", default=None
         ),
-        base_model: Optional[str] = Input(
+        base_model: str | None = Input(
             description=TEX + "base model name: an installed diffusers stack or single-file checkpoint.",
             default=None,
         ),
-        condition: Optional[str] = Input(
+        condition: str | None = Input(
             description=TEX + "ControlNet condition rendered from the mesh (default depth).",
-            default=None, choices=CONDITIONS,
+            default=None,
+            choices=CONDITIONS,
         ),
-        image_prompt: Optional[Path] = Input(description=TEX + "optional image prompt (IP-Adapter).", default=None),
-        image_prompt_scale: Optional[float] = Input(
+        image_prompt: Path | None = Input(
+            description=TEX + "optional image prompt (IP-Adapter).", default=None
+        ),
+        image_prompt_scale: float | None = Input(
             description=TEX + "strength of the image prompt.", default=None, ge=0.0, le=2.0
         ),
-        steps: Optional[int] = Input(
+        steps: int | None = Input(
             description="texture, text-to-multiview: denoising steps (defaults: texture 30, text-to-multiview 50).",
-            default=None, ge=1, le=150,
+            default=None,
+            ge=1,
+            le=150,
         ),
-        guidance_scale: Optional[float] = Input(
-            description="texture, text-to-multiview: classifier-free guidance scale.", default=None, ge=0.0, le=30.0
+        guidance_scale: float | None = Input(
+            description="texture, text-to-multiview: classifier-free guidance scale.",
+            default=None,
+            ge=0.0,
+            le=30.0,
         ),
-        controlnet_scale: Optional[float] = Input(
+        controlnet_scale: float | None = Input(
             description=TEX + "ControlNet conditioning scale.", default=None, ge=0.0, le=2.0
         ),
-        keep_uv: Optional[bool] = Input(description=TEX + "use the mesh's own UVs when it has them.", default=None),
-        camera_azimuths: Optional[str] = Input(
-            description=TEX + "comma-separated view azimuths in degrees (default 8 views around).", default=None
+        keep_uv: bool | None = Input(
+            description=TEX + "use the mesh's own UVs when it has them.", default=None
         ),
-        top_views: Optional[bool] = Input(description=TEX + "add the two views from 30° above.", default=None),
+        camera_azimuths: str | None = Input(
+            description=TEX + "comma-separated view azimuths in degrees (default 8 views around).",
+            default=None,
+        ),
+        top_views: bool | None = Input(description=TEX + "add the two views from 30° above.", default=None),
         # image-to-3d
-        image: Optional[Path] = Input(description=I23 + "input image (alpha is used as the mask).", default=None),
-        ss_steps: Optional[int] = Input(description=I23 + "sparse-structure sampling steps.", default=None, ge=1, le=100),
-        ss_guidance: Optional[float] = Input(
+        image: Path | None = Input(
+            description=I23 + "input image (alpha is used as the mask).", default=None
+        ),
+        ss_steps: int | None = Input(
+            description=I23 + "sparse-structure sampling steps.", default=None, ge=1, le=100
+        ),
+        ss_guidance: float | None = Input(
             description=I23 + "sparse-structure guidance.", default=None, ge=0.0, le=20.0
         ),
-        slat_steps: Optional[int] = Input(description=I23 + "structured-latent sampling steps.", default=None, ge=1, le=100),
-        slat_guidance: Optional[float] = Input(
+        slat_steps: int | None = Input(
+            description=I23 + "structured-latent sampling steps.", default=None, ge=1, le=100
+        ),
+        slat_guidance: float | None = Input(
             description=I23 + "structured-latent guidance.", default=None, ge=0.0, le=20.0
         ),
-        remove_background: Optional[bool] = Input(
+        remove_background: bool | None = Input(
             description=I23 + "remove the background when the image has no alpha.", default=None
         ),
-        face_count: Optional[int] = Input(
+        face_count: int | None = Input(
             description=I23 + "target face count after decimation.", default=None, ge=1000, le=500_000
         ),
-        video: Optional[bool] = Input(description=I23 + "also render a turntable video.", default=None),
+        video: bool | None = Input(description=I23 + "also render a turntable video.", default=None),
         # text-to-multiview
-        elevation: Optional[float] = Input(description=T2MV + "camera elevation in degrees.", default=None, ge=-30, le=60),
-        azimuth_start: Optional[float] = Input(description=T2MV + "azimuth of the first view.", default=None, ge=0, le=360),
-        image_size: Optional[int] = Input(description=T2MV + "view size in pixels.", default=None, ge=128, le=512),
-        output_3d: Optional[bool] = Input(description=T2MV + "also reconstruct a textured 3D model.", default=None),
+        elevation: float | None = Input(
+            description=T2MV + "camera elevation in degrees.", default=None, ge=-30, le=60
+        ),
+        azimuth_start: float | None = Input(
+            description=T2MV + "azimuth of the first view.", default=None, ge=0, le=360
+        ),
+        image_size: int | None = Input(
+            description=T2MV + "view size in pixels.", default=None, ge=128, le=512
+        ),
+        output_3d: bool | None = Input(
+            description=T2MV + "also reconstruct a textured 3D model.", default=None
+        ),
     ) -> list[Path]:
         """Run ``task``; returns the output files (model.glb, turntable.mp4, preview.png, ...)."""
         inputs = {name: _plain(value) for name, value in locals().items() if name not in ("self", "task")}

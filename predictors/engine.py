@@ -16,7 +16,14 @@ from typing import Any, Protocol
 
 import torch
 
-from predictors.runtime import RunContext, describe_environment, log, peak_memory_mb, resolve_seed, seed_everything
+from predictors.runtime import (
+    RunContext,
+    describe_environment,
+    log,
+    peak_memory_mb,
+    resolve_seed,
+    seed_everything,
+)
 from weights.manifest import Manifest, missing_stacks
 
 
@@ -49,9 +56,20 @@ TASK_SPECS: dict[str, TaskSpec] = {
         TaskSpec(
             name="texture",
             inputs=(
-                "mesh", "prompt", "negative_prompt", "base_model", "condition", "image_prompt",
-                "image_prompt_scale", "steps", "guidance_scale", "controlnet_scale", "texture_size", "keep_uv",
-                "camera_azimuths", "top_views",
+                "mesh",
+                "prompt",
+                "negative_prompt",
+                "base_model",
+                "condition",
+                "image_prompt",
+                "image_prompt_scale",
+                "steps",
+                "guidance_scale",
+                "controlnet_scale",
+                "texture_size",
+                "keep_uv",
+                "camera_azimuths",
+                "top_views",
             ),
             required=("mesh", "prompt"),
             loader=None,
@@ -59,8 +77,15 @@ TASK_SPECS: dict[str, TaskSpec] = {
         TaskSpec(
             name="image-to-3d",
             inputs=(
-                "image", "ss_steps", "ss_guidance", "slat_steps", "slat_guidance", "remove_background",
-                "face_count", "texture_size", "video",
+                "image",
+                "ss_steps",
+                "ss_guidance",
+                "slat_steps",
+                "slat_guidance",
+                "remove_background",
+                "face_count",
+                "texture_size",
+                "video",
             ),
             required=("image",),
             loader=None,
@@ -68,8 +93,14 @@ TASK_SPECS: dict[str, TaskSpec] = {
         TaskSpec(
             name="text-to-multiview",
             inputs=(
-                "prompt", "negative_prompt", "steps", "guidance_scale", "elevation", "azimuth_start",
-                "image_size", "output_3d",
+                "prompt",
+                "negative_prompt",
+                "steps",
+                "guidance_scale",
+                "elevation",
+                "azimuth_start",
+                "image_size",
+                "output_3d",
             ),
             required=("prompt",),
             loader=None,
@@ -93,7 +124,9 @@ def validate_inputs(task: str, inputs: dict[str, Any]) -> dict[str, Any]:
     spec = TASK_SPECS[task]
     missing = [name for name in spec.required if _is_blank(inputs.get(name))]
     if missing:
-        raise ValueError(f"Task {task!r} needs: {', '.join(spec.required)}. Missing or empty: {', '.join(missing)}.")
+        raise ValueError(
+            f"Task {task!r} needs: {', '.join(spec.required)}. Missing or empty: {', '.join(missing)}."
+        )
     ignored = sorted(name for name, value in inputs.items() if value is not None and name not in spec.inputs)
     if ignored:
         log(f"note: inputs not used by task {task!r} were ignored: {', '.join(ignored)}")
@@ -134,7 +167,9 @@ class Engine:
                 self.runners[spec.name] = load(self.weights_dir, self.device)
             except Exception as error:  # one broken stack must not take the other tasks down
                 traceback.print_exc()
-                self.unavailable[spec.name] = f"Task {spec.name!r} failed to load: {type(error).__name__}: {error}"
+                self.unavailable[spec.name] = (
+                    f"Task {spec.name!r} failed to load: {type(error).__name__}: {error}"
+                )
                 continue
             log(f"setup: loaded {spec.name} in {time.perf_counter() - start:.2f} s")
         for reason in self.unavailable.values():
@@ -142,7 +177,9 @@ class Engine:
         memory = ", ".join(f"{key} {value:.0f}" for key, value in peak_memory_mb(self.device).items())
         log(f"setup: ready with {', '.join(self.runners) or 'no tasks'}; {memory}")
 
-    def run(self, task: str, inputs: dict[str, Any], context_factory: Callable[[int], RunContext]) -> list[Path]:
+    def run(
+        self, task: str, inputs: dict[str, Any], context_factory: Callable[[int], RunContext]
+    ) -> list[Path]:
         """Validate, seed and run one task; returns the existing output files."""
         if task in TASK_SPECS and task not in self.runners:
             raise ValueError(self.unavailable.get(task, f"Task {task!r} is not available in this build."))

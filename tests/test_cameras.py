@@ -33,8 +33,12 @@ def test_six_view_order_and_axes():
         rotation = cams.world_to_cam[i, :3, :3]
         torch.testing.assert_close(rotation[0], torch.tensor(right, dtype=torch.float32), atol=1e-6, rtol=0)
         torch.testing.assert_close(rotation[1], torch.tensor(up, dtype=torch.float32), atol=1e-6, rtol=0)
-        torch.testing.assert_close(cams.centres[i], 3.0 * torch.tensor(centre, dtype=torch.float32), atol=1e-5, rtol=0)
-        torch.testing.assert_close(cams.forwards[i], -torch.tensor(centre, dtype=torch.float32), atol=1e-6, rtol=0)
+        torch.testing.assert_close(
+            cams.centres[i], 3.0 * torch.tensor(centre, dtype=torch.float32), atol=1e-5, rtol=0
+        )
+        torch.testing.assert_close(
+            cams.forwards[i], -torch.tensor(centre, dtype=torch.float32), atol=1e-6, rtol=0
+        )
 
 
 def test_orthographic_projection_maps_points_to_image_axes():

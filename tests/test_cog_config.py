@@ -55,11 +55,15 @@ def test_torch_pin_is_in_cogs_compatibility_table():
     config = _cog_config()["build"]
     table = _vendor("cog_torch_compatibility.json")
     matches = [
-        entry for entry in table
-        if entry["Torch"].split("+")[0] == pins["torch"] and entry.get("CUDA") == config["cuda"]
+        entry
+        for entry in table
+        if entry["Torch"].split("+")[0] == pins["torch"]
+        and entry.get("CUDA") == config["cuda"]
         and config["python_version"] in entry["Pythons"]
     ]
-    assert matches, f"torch=={pins['torch']} with CUDA {config['cuda']} / Python {config['python_version']} unknown to Cog"
+    assert matches, (
+        f"torch=={pins['torch']} with CUDA {config['cuda']} / Python {config['python_version']} unknown to Cog"
+    )
 
 
 def test_task_choices_are_the_engines_tasks():
@@ -92,6 +96,10 @@ def test_openapi_schema_rules():
     assert properties["seed"]["nullable"] is True and "default" not in properties["seed"]
     assert properties["resolution"]["minimum"] == 32 and properties["resolution"]["maximum"] == 256
     assert properties["front"]["format"] == "uri"
-    assert schema["Output"] == {"title": "Output", "type": "array", "items": {"type": "string", "format": "uri"}}
+    assert schema["Output"] == {
+        "title": "Output",
+        "type": "array",
+        "items": {"type": "string", "format": "uri"},
+    }
     orders = sorted(prop["x-order"] for prop in properties.values())
     assert orders == list(range(len(properties)))

@@ -51,8 +51,12 @@ class _Writer:
 def toy_engine(monkeypatch, tmp_path):
     specs = {
         "texture": TaskSpec("texture", ("prompt",), ("prompt",), None),
-        "image-to-3d": TaskSpec("image-to-3d", ("image",), ("image",), "tests.test_engine:_never", ("trellis",)),
-        "multiview-to-3d": TaskSpec("multiview-to-3d", ("front",), ("front",), "tests.test_engine:_load_writer"),
+        "image-to-3d": TaskSpec(
+            "image-to-3d", ("image",), ("image",), "tests.test_engine:_never", ("trellis",)
+        ),
+        "multiview-to-3d": TaskSpec(
+            "multiview-to-3d", ("front",), ("front",), "tests.test_engine:_load_writer"
+        ),
     }
     monkeypatch.setattr(engine, "TASK_SPECS", specs)
     eng = Engine(tmp_path / "weights", torch.device("cpu"))
@@ -91,7 +95,9 @@ def test_run_seeds_and_checks_outputs(toy_engine, tmp_path):
 def test_a_task_that_fails_to_load_leaves_the_others(monkeypatch, tmp_path):
     specs = {
         "texture": TaskSpec("texture", ("prompt",), ("prompt",), "tests.test_engine:_broken"),
-        "multiview-to-3d": TaskSpec("multiview-to-3d", ("front",), ("front",), "tests.test_engine:_load_writer"),
+        "multiview-to-3d": TaskSpec(
+            "multiview-to-3d", ("front",), ("front",), "tests.test_engine:_load_writer"
+        ),
     }
     monkeypatch.setattr(engine, "TASK_SPECS", specs)
     eng = Engine(tmp_path, torch.device("cpu"))

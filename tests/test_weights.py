@@ -18,9 +18,14 @@ def _write_manifest(path: Path, stacks: dict) -> Path:
 
 def _entry(files: dict[str, bytes]) -> dict:
     return {
-        "task": "texture", "repo": "org/model", "revision": "a" * 40, "licence": "MIT",
-        "files": [{"path": name, "sha256": hashlib.sha256(data).hexdigest(), "size": len(data)}
-                  for name, data in files.items()],
+        "task": "texture",
+        "repo": "org/model",
+        "revision": "a" * 40,
+        "licence": "MIT",
+        "files": [
+            {"path": name, "sha256": hashlib.sha256(data).hexdigest(), "size": len(data)}
+            for name, data in files.items()
+        ],
     }
 
 
@@ -50,6 +55,7 @@ def _fake_hub(contents: dict[str, bytes]):
         path = staging / Path(file.path).name
         path.write_bytes(contents[file.path])
         return path
+
     return fetch
 
 
@@ -70,7 +76,9 @@ def test_install_rejects_a_corrupted_download(tmp_path):
     files = {"model.bin": b"good bytes"}
     manifest = load_manifest(_write_manifest(tmp_path / "m.json", {"sd": _entry(files)}))
     with pytest.raises(ValueError, match="failed verification"):
-        download.install_stack(manifest["sd"], tmp_path / "stacks", fetch=_fake_hub({"model.bin": b"evil bytes"}))
+        download.install_stack(
+            manifest["sd"], tmp_path / "stacks", fetch=_fake_hub({"model.bin": b"evil bytes"})
+        )
     assert not (tmp_path / "stacks" / "sd" / "model.bin").exists()
 
 

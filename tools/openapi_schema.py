@@ -37,8 +37,12 @@ def _input_schema(info: Any, accepts: dict[str, str]) -> tuple[dict[str, Any], d
         optional = field.type.repetition in (Repetition.OPTIONAL, Repetition.OPTIONAL_REPEATED)
         prop: dict[str, Any] = {"x-order": field.order}
         if field.choices is not None:
-            enums[name] = {"title": name, "description": "An enumeration.", "enum": list(field.choices),
-                           **{"type": field.type.primitive.json_type()["type"]}}
+            enums[name] = {
+                "title": name,
+                "description": "An enumeration.",
+                "enum": list(field.choices),
+                **{"type": field.type.primitive.json_type()["type"]},
+            }
             prop["allOf"] = [{"$ref": f"#/components/schemas/{name}"}]
         else:
             prop["title"] = _title(name)
@@ -51,8 +55,14 @@ def _input_schema(info: Any, accepts: dict[str, str]) -> tuple[dict[str, Any], d
             required.append(name)
         if field.description:
             prop["description"] = field.description
-        for key, attr in (("minimum", "ge"), ("maximum", "le"), ("minLength", "min_length"),
-                          ("maxLength", "max_length"), ("pattern", "regex"), ("deprecated", "deprecated")):
+        for key, attr in (
+            ("minimum", "ge"),
+            ("maximum", "le"),
+            ("minLength", "min_length"),
+            ("maxLength", "max_length"),
+            ("pattern", "regex"),
+            ("deprecated", "deprecated"),
+        ):
             value = getattr(field, attr)
             if value is not None:
                 prop[key] = value
@@ -86,7 +96,13 @@ def _static_components() -> dict[str, Any]:
                 "id": {"title": "Id", "type": "string"},
                 "created_at": {"title": "Created At", "type": "string", "format": "date-time"},
                 "input": {"$ref": "#/components/schemas/Input"},
-                "webhook": {"title": "Webhook", "type": "string", "format": "uri", "maxLength": 65536, "minLength": 1},
+                "webhook": {
+                    "title": "Webhook",
+                    "type": "string",
+                    "format": "uri",
+                    "maxLength": 65536,
+                    "minLength": 1,
+                },
                 "webhook_events_filter": {
                     "type": "array",
                     "items": {"$ref": "#/components/schemas/WebhookEvent"},
@@ -129,7 +145,11 @@ def _static_components() -> dict[str, Any]:
             "type": "object",
             "required": ["loc", "msg", "type"],
             "properties": {
-                "loc": {"title": "Location", "type": "array", "items": {"anyOf": [{"type": "string"}, {"type": "integer"}]}},
+                "loc": {
+                    "title": "Location",
+                    "type": "array",
+                    "items": {"anyOf": [{"type": "string"}, {"type": "integer"}]},
+                },
                 "msg": {"title": "Message", "type": "string"},
                 "type": {"title": "Error Type", "type": "string"},
             },
@@ -138,21 +158,40 @@ def _static_components() -> dict[str, Any]:
             "title": "HTTPValidationError",
             "type": "object",
             "properties": {
-                "detail": {"title": "Detail", "type": "array", "items": {"$ref": "#/components/schemas/ValidationError"}}
+                "detail": {
+                    "title": "Detail",
+                    "type": "array",
+                    "items": {"$ref": "#/components/schemas/ValidationError"},
+                }
             },
         },
     }
 
 
 def _paths() -> dict[str, Any]:
-    response = {"content": {"application/json": {"schema": {"$ref": "#/components/schemas/PredictionResponse"}}}}
-    invalid = {"content": {"application/json": {"schema": {"$ref": "#/components/schemas/HTTPValidationError"}}}}
-    request = {"content": {"application/json": {"schema": {"$ref": "#/components/schemas/PredictionRequest"}}}}
+    response = {
+        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/PredictionResponse"}}}
+    }
+    invalid = {
+        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/HTTPValidationError"}}}
+    }
+    request = {
+        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/PredictionRequest"}}}
+    }
     return {
-        "/": {"get": {"summary": "Root", "operationId": "root__get", "responses": {"200": {"description": "Successful Response"}}}},
+        "/": {
+            "get": {
+                "summary": "Root",
+                "operationId": "root__get",
+                "responses": {"200": {"description": "Successful Response"}},
+            }
+        },
         "/health-check": {
-            "get": {"summary": "Healthcheck", "operationId": "healthcheck_health_check_get",
-                    "responses": {"200": {"description": "Successful Response"}}}
+            "get": {
+                "summary": "Healthcheck",
+                "operationId": "healthcheck_health_check_get",
+                "responses": {"200": {"description": "Successful Response"}},
+            }
         },
         "/predictions": {
             "post": {
@@ -160,22 +199,33 @@ def _paths() -> dict[str, Any]:
                 "description": "Run a single prediction on the model",
                 "operationId": "predict_predictions_post",
                 "requestBody": request,
-                "responses": {"200": {"description": "Successful Response", **response},
-                              "422": {"description": "Validation Error", **invalid}},
+                "responses": {
+                    "200": {"description": "Successful Response", **response},
+                    "422": {"description": "Validation Error", **invalid},
+                },
             }
         },
         "/predictions/{prediction_id}/cancel": {
             "post": {
                 "summary": "Cancel",
                 "operationId": "cancel_predictions__prediction_id__cancel_post",
-                "parameters": [{"required": True, "schema": {"title": "Prediction ID", "type": "string"},
-                                "name": "prediction_id", "in": "path"}],
+                "parameters": [
+                    {
+                        "required": True,
+                        "schema": {"title": "Prediction ID", "type": "string"},
+                        "name": "prediction_id",
+                        "in": "path",
+                    }
+                ],
                 "responses": {"200": {"description": "Successful Response"}},
             }
         },
         "/shutdown": {
-            "post": {"summary": "Start Shutdown", "operationId": "start_shutdown_shutdown_post",
-                     "responses": {"200": {"description": "Successful Response"}}}
+            "post": {
+                "summary": "Start Shutdown",
+                "operationId": "start_shutdown_shutdown_post",
+                "responses": {"200": {"description": "Successful Response"}},
+            }
         },
     }
 
@@ -193,7 +243,12 @@ def build_schema() -> dict[str, Any]:
         "info": {"title": "Cog", "version": "0.1.0"},
         "paths": _paths(),
         "components": {
-            "schemas": {"Input": input_schema, "Output": info.output.json_type(), **enums, **_static_components()}
+            "schemas": {
+                "Input": input_schema,
+                "Output": info.output.json_type(),
+                **enums,
+                **_static_components(),
+            }
         },
     }
 
@@ -210,7 +265,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.check:
         current = SCHEMA_PATH.read_text() if SCHEMA_PATH.exists() else ""
         if current != text:
-            print(f"{SCHEMA_PATH.relative_to(ROOT)} is stale: run `python -m tools.openapi_schema`", file=sys.stderr)
+            print(
+                f"{SCHEMA_PATH.relative_to(ROOT)} is stale: run `python -m tools.openapi_schema`",
+                file=sys.stderr,
+            )
             return 1
         print(f"{SCHEMA_PATH.relative_to(ROOT)} is up to date")
         return 0

@@ -74,7 +74,9 @@ def main(argv: list[str] | None = None) -> int:
     stacks = select_stacks(manifest, args.stacks)
     root = args.dest or weights_dir()
     for stack in stacks:
-        print(f"{stack.name}: {stack.repo}@{stack.revision[:10]} ({stack.size / 2**30:.2f} GiB, {stack.licence})")
+        print(
+            f"{stack.name}: {stack.repo}@{stack.revision[:10]} ({stack.size / 2**30:.2f} GiB, {stack.licence})"
+        )
         install_stack(stack, root)
     if not stacks:
         print("nothing to download: the manifest lists no stacks")

@@ -72,14 +72,23 @@ def _parse_stack(name: str, entry: dict) -> Stack:
     for item in entry["files"]:
         relative = Path(item["path"])
         if relative.is_absolute() or ".." in relative.parts:
-            raise ValueError(f"manifest stack {name!r}: file path {item['path']!r} must stay inside the stack")
+            raise ValueError(
+                f"manifest stack {name!r}: file path {item['path']!r} must stay inside the stack"
+            )
         if not _SHA256.match(item.get("sha256", "")):
             raise ValueError(f"manifest stack {name!r}: {item['path']} needs a sha256")
         files.append(WeightFile(item["path"], item["sha256"], int(item["size"])))
     if not files:
         raise ValueError(f"manifest stack {name!r}: lists no files")
-    return Stack(name, entry["task"], entry["repo"], entry["revision"], entry["licence"],
-                 entry.get("description", ""), tuple(files))
+    return Stack(
+        name,
+        entry["task"],
+        entry["repo"],
+        entry["revision"],
+        entry["licence"],
+        entry.get("description", ""),
+        tuple(files),
+    )
 
 
 def missing_stacks(manifest: Manifest, names: tuple[str, ...], root: Path) -> list[str]:

@@ -22,10 +22,12 @@ TINY_BUILDERS: dict[str, str] = {}
 def build_tiny_stacks(out_dir: Path, names: list[str] | None = None, seed: int = 0) -> list[str]:
     """Write the named (default: all registered) tiny stacks into ``out_dir``; returns the names written."""
     manifest = load_manifest()
-    selected = list(TINY_BUILDERS) if not names else names
+    selected = names or list(TINY_BUILDERS)
     unknown = [name for name in selected if name not in TINY_BUILDERS]
     if unknown:
-        raise ValueError(f"no tiny builder for {', '.join(unknown)}; registered: {', '.join(TINY_BUILDERS) or 'none'}")
+        raise ValueError(
+            f"no tiny builder for {', '.join(unknown)}; registered: {', '.join(TINY_BUILDERS) or 'none'}"
+        )
     out_dir.mkdir(parents=True, exist_ok=True)
     for name in selected:
         module_name, function_name = TINY_BUILDERS[name].split(":")

@@ -53,7 +53,11 @@ def look_at(eye: Sequence[float], target: Sequence[float], up: Sequence[float]) 
 def orbit_pose(azimuth_deg: float, elevation_deg: float, distance: float) -> torch.Tensor:
     """World-to-camera matrix [4, 4] of an orbit camera looking at the origin."""
     az, el = math.radians(azimuth_deg), math.radians(elevation_deg)
-    eye = [distance * math.cos(el) * math.sin(az), distance * math.sin(el), distance * math.cos(el) * math.cos(az)]
+    eye = [
+        distance * math.cos(el) * math.sin(az),
+        distance * math.sin(el),
+        distance * math.cos(el) * math.cos(az),
+    ]
     up = [-math.sin(el) * math.sin(az), math.cos(el), -math.sin(el) * math.cos(az)]
     return look_at(eye, [0.0, 0.0, 0.0], up)
 
@@ -164,7 +168,9 @@ def orbit_cameras(
     """Orbit cameras looking at the origin, one per (azimuth, elevation) pair."""
     if len(azimuths_deg) != len(elevations_deg):
         raise ValueError("orbit_cameras: azimuths and elevations must have the same length")
-    poses = torch.stack([orbit_pose(a, e, distance) for a, e in zip(azimuths_deg, elevations_deg, strict=True)])
+    poses = torch.stack(
+        [orbit_pose(a, e, distance) for a, e in zip(azimuths_deg, elevations_deg, strict=True)]
+    )
     if orthographic:
         proj = orthographic_projection(half_extent, near, far)
     else:
