@@ -11,11 +11,14 @@ API (all tensors float32 unless noted; ``B`` = batch of views):
 * ``texture(tex, uv, filter_mode='linear', boundary_mode='wrap') -> [B, H, W, C]``: ``tex`` [B|1, Ht, Wt, C] with row
   0 at v = 0, ``uv`` [B, H, W, 2]; bilinear or nearest sampling with wrap/clamp/zero boundaries.
 * ``antialias(color, rast, pos, tri) -> color``: silhouette-edge blending (identity on the torch backend).
+* ``decode_triangle_ids(rast_channel) -> int64``: triangle id + 1 from ``rast[..., 3]`` (0 = empty), including the
+  float-bit encoding nvdiffrast uses for ids above 2^24.
 
 The backend is chosen per call: nvdiffrast when it is installed and the tensors are on CUDA, otherwise the
 pure-PyTorch backend (CPU and CUDA). ``RASTER_BACKEND=torch`` forces the torch backend.
 """
 
 from extensions.raster.dispatch import antialias, backend_name, interpolate, rasterize, texture
+from extensions.raster.torch_backend import decode_triangle_ids
 
-__all__ = ["antialias", "backend_name", "interpolate", "rasterize", "texture"]
+__all__ = ["antialias", "backend_name", "decode_triangle_ids", "interpolate", "rasterize", "texture"]
