@@ -154,7 +154,8 @@ def test_full_screen_faces_larger_than_a_chunk() -> None:
     ndc_y = (2.0 * (torch.arange(height) + 0.5) / height - 1.0).double()
     below_diagonal = ndc_y[:, None] < ndc_x[None, :]
     expected = torch.where(below_diagonal, 1.0, 2.0)
-    decided = (ndc_y[:, None] - ndc_x[None, :]).abs() > 1e-6
+    # Within float32 rounding of the shared diagonal both faces cover a pixel and the smaller id wins.
+    decided = (ndc_y[:, None] - ndc_x[None, :]).abs() > 1e-5
     assert torch.equal(rast[0, ..., 3][decided], expected[decided].float())
     assert torch.all(rast[0, ..., 3] > 0)
 

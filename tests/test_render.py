@@ -6,8 +6,9 @@ import numpy as np
 import pytest
 import torch
 import trimesh
+from scipy.ndimage import binary_fill_holes
 
-from predictors.geometry.cameras import orbit_cameras
+from predictors.geometry.cameras import orbit_cameras, six_view_cameras
 from predictors.geometry.mesh import Mesh
 from predictors.geometry.render import rasterize_uv_space, render_color, render_passes
 
@@ -180,3 +181,21 @@ def test_rasterize_uv_space_needs_matching_uvs() -> None:
     quad = _quad(uv=True)
     with pytest.raises(ValueError, match="uv_faces"):
         rasterize_uv_space(quad.copy_with(uv_faces=quad.uv_faces[:1]), 16)
+
+
+def test_closed_meshes_render_without_cracks():
+    """Pixel centres on an edge shared by two faces must be covered by one of them (no see-through cracks)."""
+    cylinder = trimesh.creation.cylinder(radius=0.28, height=1.0, sections=48)
+    cylinder.apply_transform(trimesh.transformations.rotation_matrix(np.pi / 2, [1, 0, 0]))
+    sphere = trimesh.creation.icosphere(subdivisions=5, radius=0.8)
+    cases = [
+        (Mesh(cylinder.vertices, cylinder.faces), six_view_cameras()),
+        (
+            Mesh(sphere.vertices, sphere.faces),
+            orbit_cameras(list(range(0, 360, 15)), [13.0] * 24, orthographic=False),
+        ),
+    ]
+    for mesh, cameras in cases:
+        masks = render_passes(mesh, cameras, (256, 256)).mask.numpy()
+        cracks = sum(int((binary_fill_holes(mask) & ~mask).sum()) for mask in masks)
+        assert cracks == 0

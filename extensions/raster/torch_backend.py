@@ -20,6 +20,7 @@ import torch.nn.functional as F
 
 # Candidate (triangle, pixel) pairs processed per chunk; bounds peak memory to a few hundred MB.
 CANDIDATES_PER_CHUNK = 4_000_000
+_EDGE_SLACK_ULPS = 16 * 2.0**-24
 _EMPTY_KEY = torch.iinfo(torch.int64).max
 _INDEX_BITS = 0xFFFFFFFF
 # Triangle ids above 2^24 are stored through float bits, as nvdiffrast does, so they stay unique.
@@ -60,12 +61,14 @@ class _Faces:
 
     ``edges`` holds, for vertices k = 0..2, the constants, x slopes and y slopes of the edge functions
     divided by twice the signed area: evaluated at a pixel offset (dx, dy) from the box origin they are the
-    screen-space barycentrics, >= 0 inside for either winding. ``depth`` is the z/w plane (constant, x
+    screen-space barycentrics, >= 0 inside for either winding; ``inside_constants`` are the constants plus
+    their rounding slack over the box, used by the coverage test (see ``_face_setup``). ``depth`` is the z/w plane (constant, x
     slope, y slope), ``inv_w`` the corners' 1 / w, ``origin`` the flat pixel index (view included) of the
     box corner, and ``face`` the triangle index. Entries are ordered by (view, face).
     """
 
     edges: list[torch.Tensor]
+    inside_constants: list[torch.Tensor]
     depth: list[torch.Tensor]
     inv_w: list[torch.Tensor]
     face: torch.Tensor
@@ -121,17 +124,31 @@ def _face_setup(pos: torch.Tensor, tri: torch.Tensor, height: int, width: int) -
     y0, y1, y2 = (pick(v) - y_min for v in sy)
     # E_k(p) = cross(v_next - p, v_prev - p) is twice the area of (p, v_next, v_prev).
     edges = [x1 * y2 - y1 * x2, x2 * y0 - y2 * x0, x0 * y1 - y0 * x1]
+    magnitudes = [(x1 * y2).abs_() + (y1 * x2).abs_(), (x2 * y0).abs_() + (y2 * x0).abs_()]
+    magnitudes.append((x0 * y1).abs_() + (y0 * x1).abs_())
     inv_area = 1.0 / (edges[0] + edges[1] + edges[2])
     inv_area = torch.where(torch.isfinite(inv_area), inv_area, torch.nan)  # NaN planes never pass the test
     edges += [y1 - y2, y2 - y0, y0 - y1]  # d E_k / dx
     edges += [x2 - x1, x0 - x2, x1 - x0]  # d E_k / dy
     edges = [edge.mul_(inv_area) for edge in edges]
+    # Rounding slack of each edge function over the box: two faces sharing an edge evaluate it with different
+    # roundings, so a pixel centre on the edge could fail both strict tests and leave a crack in a closed mesh.
+    # Accepting E_k >= -slack_k (a few ulps of the terms' magnitudes) makes both cover it; the depth test then
+    # keeps one. Silhouettes grow by about 1e-6 of a triangle, far below a pixel.
+    box_w_f, box_h_f = pick(box_w), pick(box_h)
+    slack = [
+        (
+            magnitudes[k].mul_(inv_area.abs()) + edges[3 + k].abs() * box_w_f + edges[6 + k].abs() * box_h_f
+        ).mul_(_EDGE_SLACK_ULPS)
+        for k in range(3)
+    ]
     z0, z1, z2 = (pick(v) for v in sz)
     depth = [edges[i] * z0 + edges[i + 1] * z1 + edges[i + 2] * z2 for i in (0, 3, 6)]  # z/w is affine
 
     view = torch.div(drawable, max(face_count, 1), rounding_mode="floor")
     return _Faces(
         edges=edges,
+        inside_constants=[edges[k] + slack[k] for k in range(3)],
         depth=depth,
         inv_w=[pick(v) for v in inv_w],
         face=drawable - view * face_count,
@@ -185,7 +202,7 @@ def _depth_test(faces: _Faces, zbuf: torch.Tensor, width: int, start: int, stop:
 
     lowest = None
     for k in range(3):
-        edge = per_candidate(faces.edges[k])
+        edge = per_candidate(faces.inside_constants[k])
         edge.addcmul_(per_candidate(faces.edges[3 + k]), dx).addcmul_(per_candidate(faces.edges[6 + k]), dy)
         lowest = edge if lowest is None else torch.minimum(lowest, edge, out=lowest)
     hit = (lowest >= 0).nonzero().squeeze(1)
