@@ -49,6 +49,7 @@ class TaskSpec:
 
 
 MULTIVIEW_VIEWS = ("front", "back", "left", "right", "top", "bottom")
+GLOBAL_INPUTS = ("seed",)  # used by the engine for every task
 
 TASK_SPECS: dict[str, TaskSpec] = {
     spec.name: spec
@@ -127,7 +128,11 @@ def validate_inputs(task: str, inputs: dict[str, Any]) -> dict[str, Any]:
         raise ValueError(
             f"Task {task!r} needs: {', '.join(spec.required)}. Missing or empty: {', '.join(missing)}."
         )
-    ignored = sorted(name for name, value in inputs.items() if value is not None and name not in spec.inputs)
+    ignored = sorted(
+        name
+        for name, value in inputs.items()
+        if value is not None and name not in spec.inputs and name not in GLOBAL_INPUTS
+    )
     if ignored:
         log(f"note: inputs not used by task {task!r} were ignored: {', '.join(ignored)}")
     return {name: inputs.get(name) for name in spec.inputs}
@@ -150,32 +155,33 @@ class Engine:
         """Load every task that is built and whose stacks are present; log time and memory."""
         log(f"setup: {describe_environment(self.device)}; weights from {self.weights_dir}")
         for spec in TASK_SPECS.values():
-            if spec.loader is None:
-                self.unavailable[spec.name] = f"Task {spec.name!r} is not available in this build."
-                continue
-            absent = missing_stacks(manifest, spec.stacks, self.weights_dir)
-            if absent:
-                self.unavailable[spec.name] = (
-                    f"Task {spec.name!r} needs weights that are not installed: {', '.join(absent)}. "
-                    f"Install them with `python -m weights.download {' '.join(absent)}`."
-                )
-                continue
-            start = time.perf_counter()
-            try:
-                module_name, function_name = spec.loader.split(":")
-                load = getattr(importlib.import_module(module_name), function_name)
-                self.runners[spec.name] = load(self.weights_dir, self.device)
-            except Exception as error:  # one broken stack must not take the other tasks down
-                traceback.print_exc()
-                self.unavailable[spec.name] = (
-                    f"Task {spec.name!r} failed to load: {type(error).__name__}: {error}"
-                )
-                continue
-            log(f"setup: loaded {spec.name} in {time.perf_counter() - start:.2f} s")
-        for reason in self.unavailable.values():
-            log(f"setup: {reason}")
+            reason = self._load(spec, manifest)
+            if reason is not None:
+                self.unavailable[spec.name] = reason
+                log(f"setup: {reason}")
         memory = ", ".join(f"{key} {value:.0f}" for key, value in peak_memory_mb(self.device).items())
         log(f"setup: ready with {', '.join(self.runners) or 'no tasks'}; {memory}")
+
+    def _load(self, spec: TaskSpec, manifest: Manifest) -> str | None:
+        """Load one task's runner; returns why it is unavailable, or None once it is loaded."""
+        if spec.loader is None:
+            return f"Task {spec.name!r} is not available in this build."
+        absent = missing_stacks(manifest, spec.stacks, self.weights_dir)
+        if absent:
+            return (
+                f"Task {spec.name!r} needs weights that are not installed: {', '.join(absent)}. "
+                f"Install them with `python -m weights.download {' '.join(absent)}`."
+            )
+        start = time.perf_counter()
+        try:
+            module_name, function_name = spec.loader.split(":")
+            load = getattr(importlib.import_module(module_name), function_name)
+            self.runners[spec.name] = load(self.weights_dir, self.device)
+        except Exception as error:  # one broken stack must not take the other tasks down
+            traceback.print_exc()
+            return f"Task {spec.name!r} failed to load: {type(error).__name__}: {error}"
+        log(f"setup: loaded {spec.name} in {time.perf_counter() - start:.2f} s")
+        return None
 
     def run(
         self, task: str, inputs: dict[str, Any], context_factory: Callable[[int], RunContext]

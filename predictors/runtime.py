@@ -10,7 +10,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -59,6 +59,21 @@ def seed_everything(seed: int) -> torch.Generator:
     return torch.Generator().manual_seed(seed)
 
 
+StageTimer = Callable[[str], AbstractContextManager[None]]
+
+
+@contextmanager
+def timed_stage(name: str, record: Callable[[float], None] | None = None) -> Iterator[None]:
+    """Log a stage's start and its duration in seconds (Replicate shows these lines while a run goes on)."""
+    log(f"[{name}] started")
+    start = time.perf_counter()
+    yield
+    elapsed = time.perf_counter() - start
+    if record is not None:
+        record(elapsed)
+    log(f"[{name}] done in {elapsed:.2f} s")
+
+
 @dataclass
 class RunContext:
     """What a task needs from the predictor while it runs: output folder, device, seed, timing."""
@@ -69,16 +84,14 @@ class RunContext:
     record_metric: MetricSink = field(default=lambda key, value: None)
     timings: dict[str, float] = field(default_factory=dict)
 
-    @contextmanager
-    def stage(self, name: str) -> Iterator[None]:
+    def stage(self, name: str) -> AbstractContextManager[None]:
         """Time a stage: logs its start and duration and records ``timing.<name>`` in seconds."""
-        log(f"[{name}] started")
-        start = time.perf_counter()
-        yield
-        elapsed = time.perf_counter() - start
-        self.timings[name] = elapsed
-        self.record_metric(f"timing.{name}", round(elapsed, 4))
-        log(f"[{name}] done in {elapsed:.2f} s")
+
+        def record(elapsed: float) -> None:
+            self.timings[name] = elapsed
+            self.record_metric(f"timing.{name}", round(elapsed, 4))
+
+        return timed_stage(name, record)
 
     def output_path(self, name: str) -> Path:
         """Path of an output file in this prediction's folder."""

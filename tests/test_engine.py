@@ -24,7 +24,7 @@ def test_blank_prompt_is_missing():
 
 
 def test_inputs_of_other_tasks_are_dropped(capsys):
-    kept = validate_inputs("multiview-to-3d", {**ALL_VIEWS, "prompt": "a cat", "resolution": 64})
+    kept = validate_inputs("multiview-to-3d", {**ALL_VIEWS, "prompt": "a cat", "resolution": 64, "seed": 3})
     assert "prompt" not in kept and kept["resolution"] == 64
     assert "ignored: prompt" in capsys.readouterr().out
 
