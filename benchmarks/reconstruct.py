@@ -6,14 +6,14 @@ on the CPU. Metrics: volume IoU from 100k uniform points in [-1, 1]^3 (trimesh `
 = ½(mean d(pred→GT) + mean d(GT→pred)) and F-score at τ = 0.02 (cube side 2), both on 100k surface
 samples per mesh.
 
-Figures per shape:
-* ``<shape>_seconds``: carve (128^3) + surface extraction (smoothing, decimation to 40k faces) + texture
-  bake at 1024^2 (UV-space raster, depth passes, gather, fill), i.e. ``reconstruct`` without the UV unwrap;
-* ``<shape>_full_seconds``: one ``reconstruct`` call (all four stages, including the xatlas unwrap; its
-  per-stage log goes to stderr);
-* ``<shape>_iou``, ``<shape>_chamfer_l1``, ``<shape>_fscore_0.02`` of the reconstructed surface;
-* ``<shape>_carve_seconds`` vs ``<shape>_peer_carve_seconds``: our carve against a naive numpy carve of
-  the same grid (per view: project every voxel centre, look up its pixel by boolean indexing, AND).
+Figures per shape, from one ``reconstruct`` call as the task runs it (default sizes: 128^3 grid, 20k faces,
+1024^2 texture), timed stage by stage:
+* ``<shape>_seconds``: the whole call (carve + surface + UV unwrap + bake);
+* ``<shape>_geometry_seconds``: carve + surface extraction (smoothing, decimation), what the metrics measure;
+* ``<shape>_unwrap_seconds`` and ``<shape>_bake_seconds``;
+* ``<shape>_iou``, ``<shape>_chamfer_l1``, ``<shape>_fscore_0.02`` of the reconstructed mesh;
+* ``<shape>_peer_carve_seconds`` vs ``<shape>_carve_seconds``: a naive numpy carve of the same grid (per
+  view: project every voxel centre, look up its pixel by boolean indexing, AND) against ours.
 
 ``ratio`` = mean ours / mean peer carve seconds (lower is better); ``peer_mean_iou`` is the IoU of the
 peer's binary grid meshed by plain marching cubes, for comparison with ``mean_iou``.
@@ -39,13 +39,10 @@ from skimage import measure
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from predictors.geometry.bake import bake_texture
 from predictors.geometry.cameras import Cameras, six_view_cameras
 from predictors.geometry.mesh import Mesh
 from predictors.geometry.render import render_color
 from predictors.multiview_to_3d import reconstruct
-from predictors.multiview_to_3d.carve import carve_visual_hull
-from predictors.multiview_to_3d.surface import extract_surface
 
 VIEW_SIZE = 256
 RESOLUTION = 128
@@ -159,10 +156,22 @@ def as_trimesh(mesh: Mesh) -> trimesh.Trimesh:
     return trimesh.Trimesh(mesh.vertices, mesh.faces, process=False)
 
 
+class StageTimes(dict):
+    """A ``reconstruct`` stage timer that records each stage's seconds and prints nothing."""
+
+    @contextlib.contextmanager
+    def __call__(self, name: str):
+        start = time.perf_counter()
+        yield
+        self[name] = time.perf_counter() - start
+
+
 def main() -> None:
     torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
     cameras = six_view_cameras()
-    totals: dict[str, list[float]] = {"seconds": [], "carve": [], "peer": [], "iou": [], "peer_iou": []}
+    totals: dict[str, list[float]] = {
+        key: [] for key in ("seconds", "geometry", "carve", "peer", "iou", "peer_iou")
+    }
     for name, make in SHAPES.items():
         truth = normalised(make())
         colours = ((truth.vertices / 0.9 * 0.5 + 0.5) * 255).astype(np.uint8)
@@ -171,48 +180,44 @@ def main() -> None:
         )
         images, masks = rgba[..., :3].contiguous(), rgba[..., 3] > 0.5
 
-        start = time.perf_counter()
-        occupancy = carve_visual_hull(masks, cameras, resolution=RESOLUTION)
-        carve_seconds = time.perf_counter() - start
-        surface = extract_surface(occupancy, 1.0)
-        surface_seconds = time.perf_counter() - start - carve_seconds
-
+        stages = StageTimes()
         start = time.perf_counter()
         with contextlib.redirect_stdout(sys.stderr):
-            textured = reconstruct(images, masks, cameras, resolution=RESOLUTION)
-        full_seconds = time.perf_counter() - start
-        start = time.perf_counter()
-        bake_texture(textured, images, masks, cameras, texture_size=1024)
-        bake_seconds = time.perf_counter() - start
+            result = reconstruct(images, masks, cameras, resolution=RESOLUTION, stage=stages)
+        seconds = time.perf_counter() - start
 
         start = time.perf_counter()
         peer_grid = numpy_carve(masks.numpy(), cameras, RESOLUTION)
         peer_seconds = time.perf_counter() - start
 
-        predicted = as_trimesh(surface)
+        predicted = as_trimesh(result)
         iou = volume_iou(predicted, truth)
         chamfer, fscore = chamfer_and_fscore(predicted, truth)
         peer_iou = volume_iou(marching_cubes_mesh(peer_grid), truth)
-        seconds = carve_seconds + surface_seconds + bake_seconds
+        geometry = stages["carve"] + stages["surface"]
         for key, value in [
             ("seconds", seconds),
-            ("full_seconds", full_seconds),
+            ("geometry_seconds", geometry),
+            ("unwrap_seconds", stages["unwrap"]),
+            ("bake_seconds", stages["bake"]),
             ("iou", iou),
             ("chamfer_l1", chamfer),
             ("fscore_0.02", fscore),
-            ("carve_seconds", carve_seconds),
+            ("carve_seconds", stages["carve"]),
             ("peer_carve_seconds", peer_seconds),
         ]:
             print(f"{name}_{key}: {value:.4f}", flush=True)
         for key, value in [
             ("seconds", seconds),
-            ("carve", carve_seconds),
+            ("geometry", geometry),
+            ("carve", stages["carve"]),
             ("peer", peer_seconds),
             ("iou", iou),
             ("peer_iou", peer_iou),
         ]:
             totals[key].append(value)
     print(f"mean_seconds: {np.mean(totals['seconds']):.4f}")
+    print(f"mean_geometry_seconds: {np.mean(totals['geometry']):.4f}")
     print(f"mean_iou: {np.mean(totals['iou']):.4f}")
     print(f"peer_mean_iou: {np.mean(totals['peer_iou']):.4f}")
     print(f"ratio: {np.mean(totals['carve']) / np.mean(totals['peer']):.4f}")

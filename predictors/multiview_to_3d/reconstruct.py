@@ -14,6 +14,10 @@ from predictors.multiview_to_3d.carve import carve_visual_hull
 from predictors.multiview_to_3d.surface import extract_surface
 from predictors.runtime import StageTimer, log, timed_stage
 
+# Face budget of reconstructed meshes: a smoothed 128^3 hull keeps its shape at 20k faces, and xatlas unwraps
+# 20k faces about 3x faster than 40k (0.66 s vs 2.0 s measured on the example house, 2 CPU cores).
+DEFAULT_TARGET_FACES = 20_000
+
 
 def reconstruct(
     images: torch.Tensor,
@@ -22,7 +26,7 @@ def reconstruct(
     *,
     resolution: int = 128,
     texture_size: int = 1024,
-    target_faces: int = 40_000,
+    target_faces: int = DEFAULT_TARGET_FACES,
     bound: float = 1.0,
     view_weights: Sequence[float] | None = None,
     device: torch.device | str = "cpu",
