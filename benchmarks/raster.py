@@ -26,7 +26,7 @@ from skimage.measure import marching_cubes
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from extensions.raster import torch_backend
-from predictors.geometry.cameras import orbit_cameras
+from predictors.geometry.cameras import orbit_cameras, pixel_rays
 
 RESOLUTION = 512
 THREADS = int(os.environ.get("BENCH_THREADS", "2"))
@@ -47,22 +47,6 @@ def bumpy_mesh(target_faces: int) -> trimesh.Trimesh:
         vertices.astype(np.float32), faces, target_reduction=reduction
     )
     return trimesh.Trimesh(vertices, faces, process=False)
-
-
-def pixel_rays(inverse_mvp: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray]:
-    """Ray origins (near plane) and unit directions through the pixel centres, bottom row first."""
-    rows, cols = np.mgrid[0:size, 0:size]
-    ndc_x = (2.0 * (cols + 0.5) / size - 1.0).reshape(-1)
-    ndc_y = (2.0 * (rows + 0.5) / size - 1.0).reshape(-1)
-    ones = np.ones_like(ndc_x)
-
-    def unproject(ndc_z: float) -> np.ndarray:
-        points = np.stack([ndc_x, ndc_y, ndc_z * ones, ones], axis=-1) @ inverse_mvp.T
-        return points[:, :3] / points[:, 3:]
-
-    near, far = unproject(-1.0), unproject(1.0)
-    direction = far - near
-    return near, direction / np.linalg.norm(direction, axis=1, keepdims=True)
 
 
 def median_ms(run, repeats: int) -> float:
@@ -88,7 +72,7 @@ def main() -> None:
     torch.set_num_threads(THREADS)
     torch_ms = median_ms(lambda: torch_backend.rasterize(clip, faces, resolution), REPEATS)
 
-    origins, directions = pixel_rays(np.linalg.inv(cameras.mvp[0].double().numpy()), RESOLUTION)
+    origins, directions = (ray.numpy() for ray in pixel_rays(cameras.mvp[0], RESOLUTION, RESOLUTION))
     start = time.perf_counter()
     intersector = trimesh.ray.ray_pyembree.RayMeshIntersector(mesh)
     intersector.intersects_first(origins[:1], directions[:1])  # builds the BVH

@@ -8,7 +8,7 @@ import torch
 import trimesh
 
 from extensions.raster import backend_name, interpolate, rasterize, texture, torch_backend
-from predictors.geometry.cameras import orbit_cameras
+from predictors.geometry.cameras import orbit_cameras, pixel_rays
 
 # ---------------------------------------------------------------- helpers
 
@@ -21,23 +21,6 @@ def _barycentric_2d(corners: np.ndarray, point: np.ndarray) -> np.ndarray:
 
 def _pixel_centre(row: int, col: int, height: int, width: int) -> np.ndarray:
     return np.array([2.0 * (col + 0.5) / width - 1.0, 2.0 * (row + 0.5) / height - 1.0])
-
-
-def _pixel_rays(mvp: torch.Tensor, size: int) -> tuple[np.ndarray, np.ndarray]:
-    """World-space rays through every pixel centre (row 0 = bottom), from the near plane."""
-    inverse = np.linalg.inv(mvp.double().numpy())
-    rows, cols = np.mgrid[0:size, 0:size]
-    ndc_x = (2.0 * (cols + 0.5) / size - 1.0).reshape(-1)
-    ndc_y = (2.0 * (rows + 0.5) / size - 1.0).reshape(-1)
-    ones = np.ones_like(ndc_x)
-
-    def unproject(depth: float) -> np.ndarray:
-        points = np.stack([ndc_x, ndc_y, depth * ones, ones], axis=-1) @ inverse.T
-        return points[:, :3] / points[:, 3:]
-
-    near, far = unproject(-1.0), unproject(1.0)
-    direction = far - near
-    return near, direction / np.linalg.norm(direction, axis=1, keepdims=True)
 
 
 def _bumpy_sphere() -> trimesh.Trimesh:
@@ -105,7 +88,7 @@ def test_matches_embree_ray_casting(orthographic: bool, make_mesh) -> None:
     faces = torch.from_numpy(mesh.faces.astype(np.int64))
     rast = rasterize(clip, faces, (size, size))[0].reshape(-1, 4)
 
-    origins, directions = _pixel_rays(cameras.mvp[0], size)
+    origins, directions = (ray.numpy() for ray in pixel_rays(cameras.mvp[0], size, size))
     intersector = trimesh.ray.ray_pyembree.RayMeshIntersector(mesh)
     hit_face, hit_ray, hit_point = intersector.intersects_id(
         origins, directions, multiple_hits=False, return_locations=True

@@ -183,3 +183,24 @@ def six_view_cameras(half_extent: float = 1.0, distance: float = 3.0) -> Cameras
     azimuths = [a for a, _ in SIX_VIEWS.values()]
     elevations = [e for _, e in SIX_VIEWS.values()]
     return orbit_cameras(azimuths, elevations, distance=distance, orthographic=True, half_extent=half_extent)
+
+
+def pixel_rays(mvp: torch.Tensor, height: int, width: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Rays through the pixel centres of one camera (world-to-clip ``mvp`` [4, 4]), in float64.
+
+    Returns origins on the near plane and unit directions, [H * W, 3] each, in the rasterizer's order
+    (row 0 = bottom row, as in ``extensions.raster``), e.g. for a ray-casting oracle.
+    """
+    inverse = torch.linalg.inv(mvp.double())
+    rows, cols = torch.meshgrid(torch.arange(height), torch.arange(width), indexing="ij")
+    ndc_x = (2.0 * (cols.double() + 0.5) / width - 1.0).reshape(-1)
+    ndc_y = (2.0 * (rows.double() + 0.5) / height - 1.0).reshape(-1)
+    ones = torch.ones_like(ndc_x)
+
+    def unproject(ndc_z: float) -> torch.Tensor:
+        points = torch.stack([ndc_x, ndc_y, ndc_z * ones, ones], dim=-1) @ inverse.T
+        return points[:, :3] / points[:, 3:]
+
+    near, far = unproject(-1.0), unproject(1.0)
+    direction = far - near
+    return near, direction / direction.norm(dim=1, keepdim=True)

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from predictors.geometry.limits import ImageLimits
+from predictors.geometry.limits import ImageLimits, check_upload_size
 
 _DEFAULT_LIMITS = ImageLimits()
 _DISPLAY_NAMES = {"WEBP": "WebP"}
@@ -24,7 +24,8 @@ def load_image(
     transparency), otherwise RGB. EXIF orientation is applied. The pixel count is checked from the header
     before decoding. Every error is a ValueError whose message names the input ``name``.
     """
-    data = _read_bounded(Path(path), name, limits)
+    check_upload_size(Path(path), limits.max_file_bytes, name)
+    data = Path(path).read_bytes()
     image = _open_header(data, name, limits)
     width, height = image.size
     if width * height > limits.max_pixels:
@@ -42,17 +43,6 @@ def load_image(
             f"{name} is {image.width}x{image.height} pixels; each side must be at least {limits.min_side}"
         )
     return _to_rgb_or_rgba(image)
-
-
-def _read_bounded(path: Path, name: str, limits: ImageLimits) -> bytes:
-    if not path.is_file():
-        raise ValueError(f"{name} was not found or is not a file: {path.name}")
-    size = path.stat().st_size
-    if size == 0:
-        raise ValueError(f"{name} is an empty file")
-    if size > limits.max_file_bytes:
-        raise ValueError(f"{name} is {size} bytes; at most {limits.max_file_bytes} bytes are allowed")
-    return path.read_bytes()
 
 
 def _open_header(data: bytes, name: str, limits: ImageLimits) -> Image.Image:

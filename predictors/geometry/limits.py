@@ -7,6 +7,7 @@ smaller values to exercise the checks cheaply.
 from __future__ import annotations
 
 from dataclasses import dataclass, fields
+from pathlib import Path
 
 MIB = 1024**2
 GIB = 1024**3
@@ -86,3 +87,14 @@ class ImageLimits:
         _require_positive(self)
         if not self.formats:
             raise ValueError("ImageLimits.formats must name at least one format")
+
+
+def check_upload_size(path: Path, max_bytes: int, what: str) -> None:
+    """Reject a missing, empty or too large upload with a ValueError naming ``what`` (not the temporary file)."""
+    if not path.is_file():
+        raise ValueError(f"{what} was not found or is not a file")
+    size = path.stat().st_size
+    if size == 0:
+        raise ValueError(f"{what} is an empty file")
+    if size > max_bytes:
+        raise ValueError(f"{what} is {size} bytes; at most {max_bytes} bytes are allowed")

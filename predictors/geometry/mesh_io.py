@@ -31,7 +31,7 @@ from PIL import Image
 
 from predictors.geometry.archives import extract_zip
 from predictors.geometry.images import image_to_rgb_array
-from predictors.geometry.limits import MeshLimits
+from predictors.geometry.limits import MeshLimits, check_upload_size
 from predictors.geometry.mesh import Mesh
 
 if TYPE_CHECKING:
@@ -62,7 +62,7 @@ def load_mesh(
     can get wrong: unknown format, unsafe references, limits exceeded, empty or broken geometry.
     """
     path = Path(path)
-    _check_file_size(path, limits.max_file_bytes, "the mesh upload")
+    check_upload_size(path, limits.max_file_bytes, "the mesh upload")
     kind = _detect_format(path)
     if work_dir is not None:
         Path(work_dir).mkdir(parents=True, exist_ok=True)
@@ -105,16 +105,6 @@ def normalize_mesh(mesh: Mesh, extent: float = 0.9) -> tuple[Mesh, np.ndarray]:
 
 
 # --- format detection and pre-parse checks -------------------------------------------------------------
-
-
-def _check_file_size(path: Path, max_bytes: int, what: str) -> None:
-    if not path.is_file():
-        raise ValueError(f"{what} was not found or is not a file: {path.name}")
-    size = path.stat().st_size
-    if size == 0:
-        raise ValueError(f"{what} ({path.name}) is an empty file")
-    if size > max_bytes:
-        raise ValueError(f"{what} ({path.name}) is {size} bytes; at most {max_bytes} bytes are allowed")
 
 
 def _detect_format(path: Path) -> str:
@@ -339,7 +329,7 @@ def _load_mesh_zip(path: Path, folder: Path, limits: MeshLimits) -> Mesh:
         names = ", ".join(file.relative_to(root).as_posix() for file in candidates)
         raise ValueError(f"the .zip upload holds several mesh files ({names}); it should hold exactly one")
     mesh_path = candidates[0]
-    _check_file_size(mesh_path, limits.max_file_bytes, "the mesh file in the .zip upload")
+    check_upload_size(mesh_path, limits.max_file_bytes, "the mesh file in the .zip upload")
     return _load_mesh_file(mesh_path, _detect_format(mesh_path), root, limits)
 
 
