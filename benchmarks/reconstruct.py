@@ -41,8 +41,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from predictors.geometry.cameras import Cameras, six_view_cameras
 from predictors.geometry.mesh import Mesh
+from predictors.geometry.reconstruct import reconstruct
 from predictors.geometry.render import render_color
-from predictors.multiview_to_3d import reconstruct
 
 VIEW_SIZE = 256
 RESOLUTION = 128

@@ -14,8 +14,10 @@ from PIL import Image
 
 from predictors.geometry.cameras import SIX_VIEWS, orbit_cameras, six_view_cameras
 from predictors.geometry.mesh import Mesh
-from predictors.multiview_to_3d.carve import carve_visual_hull, voxel_centres
-from predictors.multiview_to_3d.surface import extract_surface, signed_volume
+from predictors.geometry.reconstruct import reconstruct
+from predictors.geometry.render import render_color, render_passes
+from predictors.geometry.surface import extract_surface, signed_volume
+from predictors.geometry.visual_hull import carve_visual_hull, voxel_centres
 from predictors.multiview_to_3d.views import load_views
 
 # Torus of major radius 0.5 and tube radius 0.4 (outer radius 0.9). Its 3-axis orthographic visual hull
@@ -38,7 +40,6 @@ def torus_mesh() -> trimesh.Trimesh:
 
 
 def rendered_masks(shape: trimesh.Trimesh, cameras, size: int = 256) -> torch.Tensor:
-    from predictors.geometry.render import render_passes
 
     mesh = Mesh(vertices=np.asarray(shape.vertices), faces=np.asarray(shape.faces))
     return render_passes(mesh, cameras, (size, size)).mask
@@ -127,7 +128,7 @@ def test_perspective_views_recover_a_sphere():
 
 def test_coarse_to_fine_carving_equals_dense_evaluation():
     # The block pruning must not change any voxel: compare with the hull distance at every sample.
-    from predictors.multiview_to_3d.carve import _Silhouettes
+    from predictors.geometry.visual_hull import _Silhouettes
 
     shape = torus_mesh()
     shape.apply_transform(trimesh.transformations.rotation_matrix(0.7, [1, 1, 0]))
@@ -280,8 +281,6 @@ def test_busy_background_without_alpha_is_rejected(tmp_path):
 
 
 def test_views_on_disk_to_textured_mesh(tmp_path, capsys):
-    from predictors.geometry.render import render_color
-    from predictors.multiview_to_3d import reconstruct
 
     shape = box_mesh()
     colours = ((shape.vertices / 0.9 * 0.5 + 0.5) * 255).astype(np.uint8)  # a colour per corner

@@ -1,10 +1,5 @@
-"""The ``multiview-to-3d`` task: posed views (six orthographic by default) -> textured mesh.
+"""The ``multiview-to-3d`` task: six orthographic views -> textured mesh.
 
-``load_views`` validates the six-view contract, ``reconstruct`` carves the visual hull, extracts and
-cleans its surface, unwraps it and bakes the views into a texture.
+``views.load_views`` validates the six-view contract; the reconstruction itself (visual hull, surface,
+UV unwrap, bake) is shared 3D code in ``predictors.geometry.reconstruct``; ``task`` wires it to the predictor.
 """
-
-from predictors.multiview_to_3d.reconstruct import reconstruct
-from predictors.multiview_to_3d.views import ViewSet, load_views
-
-__all__ = ["ViewSet", "load_views", "reconstruct"]

@@ -10,8 +10,8 @@ import torch
 from predictors.geometry.cameras import SIX_VIEWS
 from predictors.geometry.export import export_glb
 from predictors.geometry.preview import write_preview_png
+from predictors.geometry.reconstruct import reconstruct
 from predictors.geometry.video import render_turntable
-from predictors.multiview_to_3d.reconstruct import reconstruct
 from predictors.multiview_to_3d.views import load_views
 from predictors.runtime import RunContext
 

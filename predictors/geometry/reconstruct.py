@@ -9,9 +9,9 @@ import torch
 from predictors.geometry.bake import bake_texture
 from predictors.geometry.cameras import Cameras
 from predictors.geometry.mesh import Mesh
+from predictors.geometry.surface import extract_surface
 from predictors.geometry.uv import unwrap_uv
-from predictors.multiview_to_3d.carve import carve_visual_hull
-from predictors.multiview_to_3d.surface import extract_surface
+from predictors.geometry.visual_hull import carve_visual_hull
 from predictors.runtime import StageTimer, log, timed_stage
 
 # Face budget of reconstructed meshes: a smoothed 128^3 hull keeps its shape at 20k faces, and xatlas unwraps
