@@ -9,8 +9,8 @@ top and bottom, object centred, each image spanning world [-1, 1] on both axes w
 * views larger than ``max_side`` pixels are downscaled (Lanczos) to bound memory and time;
 * foreground masks come from the alpha channel (alpha > 0.5) when the image has one with some
   transparency (an RGBA image that is opaque everywhere is treated as RGB). Otherwise the
-  background is the colour of the 1-pixel border ring (its median): pixels within ``BACKGROUND_TOLERANCE``
-  of it in every channel *and connected to the border* are background. Requiring the connection keeps
+  background is the colour of the 1-pixel border ring (its median): pixels close to it in every channel
+  *and connected to the border* are background (``predictors.geometry.masks.background_mask``). Requiring the connection keeps
   object regions that happen to match the background colour (a white shirt on white); the price is that
   see-through holes (a mug handle) stay filled, which only makes the hull slightly larger;
 * an empty mask, or one covering at least ``MAX_COVERAGE`` of the image, is rejected (the object must be
@@ -25,13 +25,11 @@ from pathlib import Path
 import numpy as np
 import torch
 from PIL import Image
-from scipy import ndimage
 
 from predictors.geometry.cameras import SIX_VIEWS, Cameras, six_view_cameras
 from predictors.geometry.images import load_image
+from predictors.geometry.masks import background_mask
 
-BACKGROUND_TOLERANCE = 0.1  # max per-channel difference (colours in [0, 1]) from the border colour
-MIN_PLAIN_BORDER = 0.5  # fraction of border pixels that must match the border colour
 MAX_COVERAGE = 0.95  # largest accepted foreground fraction of an image
 MAX_SIDE = 1024  # larger views are downscaled to this side
 
@@ -88,26 +86,6 @@ def load_views(paths: dict[str, Path | None], *, max_side: int = MAX_SIDE) -> Vi
         images.append(pixels[..., :3])
         masks.append(mask)
     return ViewSet(torch.from_numpy(np.stack(images)), torch.from_numpy(np.stack(masks)), names)
-
-
-def background_mask(rgb: np.ndarray, name: str = "view") -> np.ndarray:
-    """Foreground mask [H, W] bool of an RGB image [H, W, 3] in [0, 1] on a plain background.
-
-    Raises:
-        ValueError: the border ring is not (mostly) one plain colour.
-    """
-    ring = np.concatenate([rgb[0], rgb[-1], rgb[1:-1, 0], rgb[1:-1, -1]])
-    colour = np.median(ring, axis=0)
-    if (np.abs(ring - colour).max(axis=1) <= BACKGROUND_TOLERANCE).mean() < MIN_PLAIN_BORDER:
-        raise ValueError(
-            f"{name} has no alpha channel and its border is not a plain background colour; "
-            "upload an RGBA image with the background removed, or use a plain background"
-        )
-    similar = np.abs(rgb - colour).max(axis=2) <= BACKGROUND_TOLERANCE
-    labels, _ = ndimage.label(similar)
-    border_labels = np.unique(np.concatenate([labels[0], labels[-1], labels[:, 0], labels[:, -1]]))
-    background = np.isin(labels, border_labels[border_labels > 0])
-    return ~background
 
 
 def _check_coverage(mask: np.ndarray, name: str) -> None:
