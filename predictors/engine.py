@@ -154,13 +154,15 @@ class Engine:
     def setup(self, manifest: Manifest) -> None:
         """Load every task that is built and whose stacks are present; log time and memory."""
         log(f"setup: {describe_environment(self.device)}; weights from {self.weights_dir}")
+        start = time.perf_counter()
         for spec in TASK_SPECS.values():
             reason = self._load(spec, manifest)
             if reason is not None:
                 self.unavailable[spec.name] = reason
                 log(f"setup: {reason}")
         memory = ", ".join(f"{key} {value:.0f}" for key, value in peak_memory_mb(self.device).items())
-        log(f"setup: ready with {', '.join(self.runners) or 'no tasks'}; {memory}")
+        elapsed = time.perf_counter() - start
+        log(f"setup: ready with {', '.join(self.runners) or 'no tasks'} in {elapsed:.2f} s; {memory}")
 
     def _load(self, spec: TaskSpec, manifest: Manifest) -> str | None:
         """Load one task's runner; returns why it is unavailable, or None once it is loaded."""
