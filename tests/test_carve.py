@@ -14,6 +14,7 @@ from PIL import Image
 
 from predictors.geometry.cameras import SIX_VIEWS, orbit_cameras, six_view_cameras
 from predictors.geometry.mesh import Mesh
+from predictors.geometry.projection_atlas import AtlasError
 from predictors.geometry.reconstruct import reconstruct
 from predictors.geometry.render import render_color, render_passes
 from predictors.geometry.surface import extract_surface, signed_volume
@@ -280,7 +281,14 @@ def test_busy_background_without_alpha_is_rejected(tmp_path):
 # ------------------------------------------------------------------------------------------- end to end
 
 
-def test_views_on_disk_to_textured_mesh(tmp_path, capsys):
+@pytest.mark.parametrize("atlas", ["projection", "xatlas fallback"])
+def test_views_on_disk_to_textured_mesh(tmp_path, capsys, monkeypatch, atlas):
+    if atlas == "xatlas fallback":
+
+        def fail(*args, **kwargs):
+            raise AtlasError("forced for the test")
+
+        monkeypatch.setattr("predictors.geometry.reconstruct.projection_atlas", fail)
 
     shape = box_mesh()
     colours = ((shape.vertices / 0.9 * 0.5 + 0.5) * 255).astype(np.uint8)  # a colour per corner
@@ -296,6 +304,7 @@ def test_views_on_disk_to_textured_mesh(tmp_path, capsys):
         line.split("]")[0][1:] for line in capsys.readouterr().out.splitlines() if "] done in" in line
     ]
     assert finished == ["carve", "surface", "unwrap", "bake"]
+    assert mesh.has_uvs and mesh.uv_faces.shape == mesh.faces.shape
     # Re-rendered from the input cameras, the result reproduces the input views inside the silhouettes.
     again = render_color(mesh, views.cameras, (128, 128)).numpy()
     both = (rgba[..., 3] > 0.5) & (again[..., 3] > 0.5)
