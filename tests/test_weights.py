@@ -101,3 +101,63 @@ def test_tiny_builders_write_the_registered_layout(tmp_path, monkeypatch):
 def _toy_builder(folder: Path, seed: int) -> None:
     folder.mkdir(parents=True)
     (folder / "seed.txt").write_text(str(seed))
+
+
+def _unpinned_entry(files: dict[str, bytes], **extra) -> dict:
+    return {
+        **_entry(files),
+        "pinned": False,
+        "revision": None,
+        "files": [{"path": name, "sha256": None, "size": None} for name in files],
+        **extra,
+    }
+
+
+def test_unpinned_entries_parse_and_pinned_ones_need_every_hash(tmp_path):
+    manifest = load_manifest(_write_manifest(tmp_path / "m.json", {"u": _unpinned_entry({"a.bin": b"a"})}))
+    stack = manifest["u"]
+    assert not stack.pinned and stack.revision is None and stack.files[0].sha256 is None and stack.size == 0
+    for change, message in (({"revision": None}, "pinned"), ({"pinned": "no"}, "true or false")):
+        with pytest.raises(ValueError, match=message):
+            load_manifest(_write_manifest(tmp_path / "m.json", {"s": {**_entry({"a": b"a"}), **change}}))
+    sizeless = {**_entry({"a": b"a"}), "files": [{"path": "a", "sha256": "0" * 64, "size": None}]}
+    with pytest.raises(ValueError, match="size"):
+        load_manifest(_write_manifest(tmp_path / "m.json", {"s": sizeless}))
+
+
+def test_unpinned_stacks_download_only_when_allowed(tmp_path, capsys):
+    files = {"model.bin": b"unpinned bytes"}
+    manifest = load_manifest(_write_manifest(tmp_path / "m.json", {"u": _unpinned_entry(files)}))
+    root = tmp_path / "stacks"
+    with pytest.raises(ValueError, match="--unpinned"):
+        download.install_stack(manifest["u"], root, fetch=_fake_hub(files))
+    assert missing_stacks(manifest, ("u",), root) == ["u"]
+    download.install_stack(manifest["u"], root, fetch=_fake_hub(files), allow_unpinned=True)
+    assert missing_stacks(manifest, ("u",), root) == []
+    assert hashlib.sha256(files["model.bin"]).hexdigest() in capsys.readouterr().out
+
+
+def test_committed_unpinned_stacks_are_refused_without_the_flag(capsys):
+    unpinned = [name for name, stack in load_manifest().items() if not stack.pinned]
+    assert {"mvdream-sd21", "sd21-base"} <= set(unpinned)
+    assert download.main(unpinned) == 2
+    assert "--unpinned" in capsys.readouterr().err
+
+
+def test_convert_hook_produces_the_installed_files(tmp_path):
+    files = {"checkpoint.pt": b"ldm weights"}
+    entry = _entry(files)
+    entry.update(convert="tests.test_weights:_toy_convert", installed=["unet/weights.bin"])
+    manifest = load_manifest(_write_manifest(tmp_path / "m.json", {"c": entry}))
+    root = tmp_path / "stacks"
+    download.install_stack(manifest["c"], root, fetch=_fake_hub(files))
+    assert (root / "c" / "unet" / "weights.bin").read_bytes() == b"converted ldm weights"
+    assert not (root / "c" / "checkpoint.pt").exists()
+    assert missing_stacks(manifest, ("c",), root) == []
+    download.install_stack(manifest["c"], root, fetch=_fake_hub({}))  # already converted: fetches nothing
+
+
+def _toy_convert(folder: Path) -> None:
+    (folder / "unet").mkdir()
+    (folder / "unet" / "weights.bin").write_bytes(b"converted " + (folder / "checkpoint.pt").read_bytes())
+    (folder / "checkpoint.pt").unlink()

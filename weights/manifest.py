@@ -5,9 +5,18 @@
     {"task": "texture", "repo": "org/name", "revision": "<40-hex commit>", "licence": "...",
      "description": "...", "files": [{"path": "unet/x.safetensors", "sha256": "<64-hex>", "size": 123}]}
 
-A stack is installed when every listed file exists under ``<weights_dir>/<name>/`` (tiny test stacks use the
-same layout with other sizes). Sizes and hashes are checked when files are downloaded: hashing gigabytes at
-every cold start would cost minutes.
+Optional fields:
+
+* ``"pinned": false`` marks a stack whose revision and hashes are not known yet: ``revision``, ``sha256`` and
+  ``size`` may then be ``null``, and ``weights.download`` fetches it only with ``--unpinned`` (printing the
+  hashes to pin). A pinned stack (the default) needs all three.
+* a file's ``"url"``: fetch it from this HTTPS address instead of the hub repository.
+* ``"convert": "module:function"`` run on the stack folder after download (e.g. an LDM checkpoint converted
+  to a diffusers folder), and ``"installed": [paths]``, the files present after that conversion.
+
+A stack is installed when every installed file (default: every listed file) exists under
+``<weights_dir>/<name>/`` (tiny test stacks use the same layout with other sizes). Sizes and hashes are checked
+when files are downloaded: hashing gigabytes at every cold start would cost minutes.
 """
 
 from __future__ import annotations
@@ -27,8 +36,9 @@ _REVISION = re.compile(r"^[0-9a-f]{40}$")
 @dataclass(frozen=True)
 class WeightFile:
     path: str
-    sha256: str
-    size: int
+    sha256: str | None
+    size: int | None
+    url: str | None = None
 
 
 @dataclass(frozen=True)
@@ -36,14 +46,23 @@ class Stack:
     name: str
     task: str
     repo: str
-    revision: str
+    revision: str | None
     licence: str
     description: str
     files: tuple[WeightFile, ...]
+    pinned: bool = True
+    convert: str | None = None
+    installed: tuple[str, ...] = ()
 
     @property
     def size(self) -> int:
-        return sum(f.size for f in self.files)
+        """Total size of the files whose size is known."""
+        return sum(f.size or 0 for f in self.files)
+
+    @property
+    def installed_paths(self) -> tuple[str, ...]:
+        """Files that must exist for the stack to count as installed."""
+        return self.installed or tuple(f.path for f in self.files)
 
 
 Manifest = dict[str, Stack]
@@ -66,29 +85,44 @@ def _parse_stack(name: str, entry: dict) -> Stack:
     for key in ("task", "repo", "revision", "licence", "files"):
         if key not in entry:
             raise ValueError(f"manifest stack {name!r}: missing {key!r}")
-    if not _REVISION.match(entry["revision"]):
+    pinned = entry.get("pinned", True)
+    if not isinstance(pinned, bool):
+        raise ValueError(f"manifest stack {name!r}: 'pinned' must be true or false")
+    revision = entry["revision"]
+    if not (revision is None and not pinned) and not _REVISION.match(str(revision)):
         raise ValueError(f"manifest stack {name!r}: revision must be a pinned 40-hex commit")
     files = []
     for item in entry["files"]:
-        relative = Path(item["path"])
-        if relative.is_absolute() or ".." in relative.parts:
-            raise ValueError(
-                f"manifest stack {name!r}: file path {item['path']!r} must stay inside the stack"
-            )
-        if not _SHA256.match(item.get("sha256", "")):
+        _check_inside(name, item["path"])
+        sha256, size = item.get("sha256"), item.get("size")
+        if not (sha256 is None and not pinned) and not _SHA256.match(str(sha256)):
             raise ValueError(f"manifest stack {name!r}: {item['path']} needs a sha256")
-        files.append(WeightFile(item["path"], item["sha256"], int(item["size"])))
+        if size is None and pinned:
+            raise ValueError(f"manifest stack {name!r}: {item['path']} needs a size")
+        files.append(WeightFile(item["path"], sha256, None if size is None else int(size), item.get("url")))
     if not files:
         raise ValueError(f"manifest stack {name!r}: lists no files")
+    installed = tuple(entry.get("installed", ()))
+    for path in installed:
+        _check_inside(name, path)
     return Stack(
         name,
         entry["task"],
         entry["repo"],
-        entry["revision"],
+        revision,
         entry["licence"],
         entry.get("description", ""),
         tuple(files),
+        pinned,
+        entry.get("convert"),
+        installed,
     )
+
+
+def _check_inside(name: str, path: str) -> None:
+    relative = Path(path)
+    if relative.is_absolute() or ".." in relative.parts:
+        raise ValueError(f"manifest stack {name!r}: file path {path!r} must stay inside the stack")
 
 
 def missing_stacks(manifest: Manifest, names: tuple[str, ...], root: Path) -> list[str]:
@@ -96,6 +130,6 @@ def missing_stacks(manifest: Manifest, names: tuple[str, ...], root: Path) -> li
     missing = []
     for name in names:
         stack = manifest.get(name)
-        if stack is None or not all((root / name / f.path).is_file() for f in stack.files):
+        if stack is None or not all((root / name / path).is_file() for path in stack.installed_paths):
             missing.append(name)
     return missing
