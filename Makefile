@@ -35,6 +35,9 @@ demo: setup
 bench: setup
 	$(PY) benchmarks/raster.py
 	$(PY) benchmarks/reconstruct.py
+	$(PY) benchmarks/sparse.py
+	$(PY) benchmarks/trellis.py
+	$(PY) benchmarks/mvdream.py
 
 clean:
 	rm -rf $(VENV) tests/node/node_modules demo_out .pytest_cache .ruff_cache

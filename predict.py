@@ -78,7 +78,11 @@ class Predictor(BaseRunner):
             "textures), PLY or STL.",
             default=None,
         ),
-        prompt: str | None = Input(description="texture, text-to-multiview: text prompt.", default=None),
+        prompt: str | None = Input(
+            description='texture, text-to-multiview: text prompt (text-to-multiview appends ", 3d asset" as '
+            "MVDream's sampling script does).",
+            default=None,
+        ),
         negative_prompt: str | None = Input(
             description="texture, text-to-multiview: what to avoid.", default=None
         ),
@@ -104,7 +108,8 @@ class Predictor(BaseRunner):
             le=150,
         ),
         guidance_scale: float | None = Input(
-            description="texture, text-to-multiview: classifier-free guidance scale.",
+            description="texture, text-to-multiview: classifier-free guidance scale (text-to-multiview: default "
+            "7.5; MVDream's own scripts use 7.5-10).",
             default=None,
             ge=0.0,
             le=30.0,
@@ -122,39 +127,67 @@ class Predictor(BaseRunner):
         top_views: bool | None = Input(description=TEX + "add the two views from 30° above.", default=None),
         # image-to-3d
         image: Path | None = Input(
-            description=I23 + "input image (alpha is used as the mask).", default=None
+            description=I23 + "input image: PNG, JPEG or WebP; alpha is used as the mask when present.",
+            default=None,
         ),
         ss_steps: int | None = Input(
-            description=I23 + "sparse-structure sampling steps.", default=None, ge=1, le=100
+            description=I23 + "sparse-structure sampling steps (default 12).", default=None, ge=1, le=100
         ),
         ss_guidance: float | None = Input(
-            description=I23 + "sparse-structure guidance.", default=None, ge=0.0, le=20.0
+            description=I23 + "sparse-structure guidance strength (default 7.5).",
+            default=None,
+            ge=0.0,
+            le=20.0,
         ),
         slat_steps: int | None = Input(
-            description=I23 + "structured-latent sampling steps.", default=None, ge=1, le=100
+            description=I23 + "structured-latent sampling steps (default 12).", default=None, ge=1, le=100
         ),
         slat_guidance: float | None = Input(
-            description=I23 + "structured-latent guidance.", default=None, ge=0.0, le=20.0
+            description=I23 + "structured-latent guidance strength (default 3.0).",
+            default=None,
+            ge=0.0,
+            le=20.0,
         ),
         remove_background: bool | None = Input(
-            description=I23 + "remove the background when the image has no alpha.", default=None
+            description=I23 + "remove the background when the image has no alpha (default true).",
+            default=None,
         ),
         face_count: int | None = Input(
-            description=I23 + "target face count after decimation.", default=None, ge=1000, le=500_000
+            description=I23 + "target face count after decimation (default 20000).",
+            default=None,
+            ge=1000,
+            le=500_000,
         ),
-        video: bool | None = Input(description=I23 + "also render a turntable video.", default=None),
+        video: bool | None = Input(
+            description=I23 + "also render a turntable video (default true).", default=None
+        ),
         # text-to-multiview
         elevation: float | None = Input(
-            description=T2MV + "camera elevation in degrees.", default=None, ge=-30, le=60
+            description=T2MV + "camera elevation in degrees (default 15; MVDream was trained on 0-30).",
+            default=None,
+            ge=-30,
+            le=60,
         ),
         azimuth_start: float | None = Input(
-            description=T2MV + "azimuth of the first view.", default=None, ge=0, le=360
+            description=T2MV
+            + "azimuth of the first view in MVDream's convention, in degrees; the views are 90° "
+            "apart. Default 90: the views are front, right, back, left.",
+            default=None,
+            ge=0,
+            le=360,
         ),
         image_size: int | None = Input(
-            description=T2MV + "view size in pixels.", default=None, ge=128, le=512
+            description=T2MV
+            + "view size in pixels, a multiple of 64 (default 256, MVDream's training size).",
+            default=None,
+            ge=128,
+            le=512,
         ),
         output_3d: bool | None = Input(
-            description=T2MV + "also reconstruct a textured 3D model.", default=None
+            description=T2MV
+            + "also reconstruct a textured 3D model (model.glb, turntable.mp4, preview.png) from "
+            "the four views, whose PNGs are then RGBA with the background removed (default false).",
+            default=None,
         ),
     ) -> list[Path]:
         """Run ``task``; returns the output files (model.glb, turntable.mp4, preview.png, ...)."""

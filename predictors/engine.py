@@ -89,7 +89,8 @@ TASK_SPECS: dict[str, TaskSpec] = {
                 "video",
             ),
             required=("image",),
-            loader=None,
+            loader="predictors.image_to_3d.task:load",
+            stacks=("trellis-image-large", "dinov2-with-registers-large"),
         ),
         TaskSpec(
             name="text-to-multiview",
@@ -104,7 +105,8 @@ TASK_SPECS: dict[str, TaskSpec] = {
                 "output_3d",
             ),
             required=("prompt",),
-            loader=None,
+            loader="predictors.text_to_multiview.task:load",
+            stacks=("mvdream-sd21", "sd21-base"),  # optional: u2net (background removal)
         ),
         TaskSpec(
             name="multiview-to-3d",

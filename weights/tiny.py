@@ -16,7 +16,13 @@ from pathlib import Path
 from weights.manifest import load_manifest
 
 # stack name -> "module:function"; each task issue adds the builders of its stacks.
-TINY_BUILDERS: dict[str, str] = {}
+TINY_BUILDERS: dict[str, str] = {
+    "trellis-image-large": "predictors.image_to_3d.pipeline:build_tiny_trellis",
+    "dinov2-with-registers-large": "predictors.image_to_3d.pipeline:build_tiny_dinov2",
+    "mvdream-sd21": "predictors.text_to_multiview.tiny:build_tiny_mvdream",
+    "sd21-base": "predictors.text_to_multiview.tiny:build_tiny_sd21_base",
+    "u2net": "predictors.text_to_multiview.tiny:build_tiny_u2net",
+}
 
 
 def build_tiny_stacks(out_dir: Path, names: list[str] | None = None, seed: int = 0) -> list[str]:
@@ -33,8 +39,8 @@ def build_tiny_stacks(out_dir: Path, names: list[str] | None = None, seed: int =
         module_name, function_name = TINY_BUILDERS[name].split(":")
         builder = getattr(importlib.import_module(module_name), function_name)
         builder(out_dir / name, seed)
-        expected = manifest[name].files if name in manifest else ()
-        absent = [f.path for f in expected if not (out_dir / name / f.path).is_file()]
+        expected = manifest[name].installed_paths if name in manifest else ()
+        absent = [path for path in expected if not (out_dir / name / path).is_file()]
         if absent:
             raise RuntimeError(f"tiny builder for {name} did not write {', '.join(absent)}")
     (out_dir / "tiny.json").write_text(json.dumps({"stacks": selected, "seed": seed}, indent=2))

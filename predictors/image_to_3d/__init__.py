@@ -1,0 +1,1 @@
+"""Image-to-3D task: a pure-PyTorch, key-compatible build of TRELLIS image-large."""
