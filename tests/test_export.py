@@ -106,6 +106,20 @@ def test_textured_glb_passes_validator_and_round_trips(tmp_path, textured_sphere
     assert np.min(np.sum(normals * expected, axis=1)) > 0.99
 
 
+def test_validator_harness_reports_errors(tmp_path):
+    path = export_glb(sphere(1), tmp_path / "model.glb")
+    document, binary = read_glb(path)
+    indices = document["accessors"][only_primitive(document)["indices"]]
+    view = document["bufferViews"][indices["bufferView"]]
+    start = len(path.read_bytes()) - len(binary) + view.get("byteOffset", 0) + indices.get("byteOffset", 0)
+    corrupted = bytearray(path.read_bytes())
+    corrupted[start : start + 4] = (10**6).to_bytes(4, "little")  # an index far past the vertex count
+    path.write_bytes(bytes(corrupted))
+    report = validate_glb(path)
+    assert report["numErrors"] > 0
+    assert any(message["code"] == "ACCESSOR_INDEX_OOB" for message in report["messages"])
+
+
 def test_texture_orientation_survives_export(tmp_path, textured_sphere):
     """Sample the embedded image at each vertex's glTF UV (origin top-left) and compare with the Mesh UVs."""
     document, binary = read_glb(export_glb(textured_sphere, tmp_path / "model.glb"))

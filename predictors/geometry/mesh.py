@@ -21,7 +21,7 @@ class Mesh:
     uvs: np.ndarray | None = None  # float32 [T, 2] in [0, 1]
     uv_faces: np.ndarray | None = None  # int64 [F, 3] into uvs
     texture: np.ndarray | None = None  # uint8 [H, W, 3]
-    vertex_colors: np.ndarray | None = None  # uint8 [V, 3]
+    vertex_colors: np.ndarray | None = None  # uint8 [V, 3], sRGB like the texture
 
     def __post_init__(self) -> None:
         self.vertices = np.ascontiguousarray(self.vertices, dtype=np.float32)
