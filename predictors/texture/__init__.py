@@ -1,0 +1,1 @@
+"""The ``texture`` task: synchronised multi-view diffusion (SyncMVD-style) on a given mesh."""
