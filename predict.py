@@ -87,16 +87,19 @@ class Predictor(BaseRunner):
             description="texture, text-to-multiview: what to avoid.", default=None
         ),
         base_model: str | None = Input(
-            description=TEX + "base model name: an installed diffusers stack or single-file checkpoint.",
+            description=TEX + "base model: sd15 (the default and, in this build, the only one).",
             default=None,
         ),
         condition: str | None = Input(
-            description=TEX + "ControlNet condition rendered from the mesh (default depth).",
+            description=TEX
+            + "ControlNet condition rendered from the mesh (default depth; normal and canny need their "
+            "ControlNet stack installed).",
             default=None,
             choices=CONDITIONS,
         ),
         image_prompt: Path | None = Input(
-            description=TEX + "optional image prompt (IP-Adapter).", default=None
+            description=TEX + "optional image prompt (IP-Adapter; not available in this build yet).",
+            default=None,
         ),
         image_prompt_scale: float | None = Input(
             description=TEX + "strength of the image prompt.", default=None, ge=0.0, le=2.0
@@ -108,23 +111,30 @@ class Predictor(BaseRunner):
             le=150,
         ),
         guidance_scale: float | None = Input(
-            description="texture, text-to-multiview: classifier-free guidance scale (text-to-multiview: default "
-            "7.5; MVDream's own scripts use 7.5-10).",
+            description="texture, text-to-multiview: classifier-free guidance scale (texture: default 15.5; "
+            "text-to-multiview: default 7.5, MVDream's own scripts use 7.5-10).",
             default=None,
             ge=0.0,
             le=30.0,
         ),
         controlnet_scale: float | None = Input(
-            description=TEX + "ControlNet conditioning scale.", default=None, ge=0.0, le=2.0
+            description=TEX
+            + "ControlNet conditioning scale at the first step (default 0.7), ramped to 9/7 of it at the end.",
+            default=None,
+            ge=0.0,
+            le=2.0,
         ),
         keep_uv: bool | None = Input(
-            description=TEX + "use the mesh's own UVs when it has them.", default=None
+            description=TEX + "use the mesh's own UVs when it has them (default false: new UV atlas).",
+            default=None,
         ),
         camera_azimuths: str | None = Input(
             description=TEX + "comma-separated view azimuths in degrees (default 8 views around).",
             default=None,
         ),
-        top_views: bool | None = Input(description=TEX + "add the two views from 30° above.", default=None),
+        top_views: bool | None = Input(
+            description=TEX + "add the two views from 30° above (default true).", default=None
+        ),
         # image-to-3d
         image: Path | None = Input(
             description=I23 + "input image: PNG, JPEG or WebP; alpha is used as the mask when present.",

@@ -73,7 +73,9 @@ TASK_SPECS: dict[str, TaskSpec] = {
                 "top_views",
             ),
             required=("mesh", "prompt"),
-            loader=None,
+            loader="predictors.texture.task:load",
+            # the ControlNet of the default condition; normal and canny need their own (checked per run)
+            stacks=("sd15", "controlnet-sd15-depth"),
         ),
         TaskSpec(
             name="image-to-3d",

@@ -22,6 +22,10 @@ TINY_BUILDERS: dict[str, str] = {
     "mvdream-sd21": "predictors.text_to_multiview.tiny:build_tiny_mvdream",
     "sd21-base": "predictors.text_to_multiview.tiny:build_tiny_sd21_base",
     "u2net": "predictors.text_to_multiview.tiny:build_tiny_u2net",
+    "sd15": "predictors.texture.tiny:build_tiny_sd15",
+    "controlnet-sd15-depth": "predictors.texture.tiny:build_tiny_controlnet",
+    "controlnet-sd15-normal": "predictors.texture.tiny:build_tiny_controlnet",
+    "controlnet-sd15-canny": "predictors.texture.tiny:build_tiny_controlnet",
 }
 
 
