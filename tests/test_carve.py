@@ -288,7 +288,7 @@ def test_views_on_disk_to_textured_mesh(tmp_path, capsys, monkeypatch, atlas):
         def fail(*args, **kwargs):
             raise AtlasError("forced for the test")
 
-        monkeypatch.setattr("predictors.geometry.reconstruct.projection_atlas", fail)
+        monkeypatch.setattr("predictors.geometry.uv.projection_atlas", fail)
 
     shape = box_mesh()
     colours = ((shape.vertices / 0.9 * 0.5 + 0.5) * 255).astype(np.uint8)  # a colour per corner

@@ -5,7 +5,8 @@ import copy
 import pytest
 import torch
 
-from predictors.text_to_multiview.attention import MultiViewAttnProcessor, self_attention_names
+from predictors.diffusion import self_attention_names
+from predictors.text_to_multiview.attention import MultiViewAttnProcessor
 from predictors.text_to_multiview.tiny import TINY_CONTEXT_DIM, TINY_UNET_CONFIG
 from predictors.text_to_multiview.unet import MVDREAM_UNET_CONFIG, MultiViewUNet, build_unet
 

@@ -9,9 +9,8 @@ import torch
 from predictors.geometry.bake import bake_texture
 from predictors.geometry.cameras import Cameras
 from predictors.geometry.mesh import Mesh
-from predictors.geometry.projection_atlas import AtlasError, projection_atlas
 from predictors.geometry.surface import extract_surface
-from predictors.geometry.uv import unwrap_uv
+from predictors.geometry.uv import atlas_with_fallback
 from predictors.geometry.visual_hull import carve_visual_hull
 from predictors.runtime import StageTimer, log, timed_stage
 
@@ -50,11 +49,7 @@ def reconstruct(
         mesh = extract_surface(occupancy, bound, target_faces=target_faces)
     log(f"surface: {len(mesh.vertices)} vertices, {len(mesh.faces)} faces")
     with stage("unwrap"):
-        try:
-            mesh = projection_atlas(mesh, texture_size=texture_size)
-        except AtlasError as error:
-            log(f"unwrap: projection atlas failed ({error}); falling back to xatlas")
-            mesh = unwrap_uv(mesh, max_faces=target_faces)
+        mesh = atlas_with_fallback(mesh, texture_size=texture_size, max_faces=target_faces)
     with stage("bake"):
         texture, seen = bake_texture(
             mesh, images, masks, cameras, texture_size=texture_size, view_weights=view_weights, device=device

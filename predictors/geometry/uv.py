@@ -19,6 +19,8 @@ from pathlib import Path
 import numpy as np
 
 from predictors.geometry.mesh import Mesh
+from predictors.geometry.projection_atlas import AtlasError, projection_atlas
+from predictors.runtime import log
 
 logger = logging.getLogger(__name__)
 
@@ -57,6 +59,16 @@ def unwrap_uv(mesh: Mesh, *, max_faces: int = 40_000, timeout_s: float = 60.0) -
         logger.warning("unwrap_uv: xatlas failed (%s); using a per-triangle fallback atlas", error)
         uvs, uv_faces = fallback_atlas(len(mesh.faces))
     return mesh.copy_with(uvs=uvs, uv_faces=uv_faces, texture=None)
+
+
+def atlas_with_fallback(mesh: Mesh, *, texture_size: int, max_faces: int = 40_000) -> Mesh:
+    """The fast projection atlas (gutters sized for ``texture_size``), or :func:`unwrap_uv` (xatlas) when it
+    cannot make a valid one (logged)."""
+    try:
+        return projection_atlas(mesh, texture_size=texture_size)
+    except AtlasError as error:
+        log(f"unwrap: projection atlas failed ({error}); falling back to xatlas")
+        return unwrap_uv(mesh, max_faces=max_faces)
 
 
 def decimate(mesh: Mesh, target_faces: int) -> Mesh:

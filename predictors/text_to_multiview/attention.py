@@ -11,6 +11,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from predictors.diffusion import set_self_attention_processor
+
 
 class MultiViewAttnProcessor:
     """Joint self-attention over the ``num_views`` consecutive views of each object in the batch.
@@ -49,16 +51,8 @@ class MultiViewAttnProcessor:
         return out.reshape(batch_views, tokens, -1)
 
 
-def self_attention_names(unet: torch.nn.Module) -> list[str]:
-    """Processor names of the UNet's self-attention layers (``...attn1.processor``)."""
-    return [name for name in unet.attn_processors if name.endswith("attn1.processor")]
-
-
 def install_multiview_attention(unet: torch.nn.Module) -> MultiViewAttnProcessor:
     """Put one shared ``MultiViewAttnProcessor`` on every ``attn1`` layer; other layers keep theirs."""
     processor = MultiViewAttnProcessor()
-    processors = dict(unet.attn_processors)
-    for name in self_attention_names(unet):
-        processors[name] = processor
-    unet.set_attn_processor(processors)
+    set_self_attention_processor(unet, processor)
     return processor

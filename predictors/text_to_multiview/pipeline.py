@@ -59,23 +59,6 @@ def load_models(mvdream_dir: Path, sd21_dir: Path, device: torch.device) -> MVDr
     )
 
 
-@torch.no_grad()
-def encode_prompts(models: MVDreamModels, prompts: list[str]) -> torch.Tensor:
-    """Text embeddings [N, 77, D] (last hidden state, as SD2.1 and MVDream's penultimate OpenCLIP layer)."""
-    tokenizer = models.tokenizer
-    tokens = tokenizer(
-        prompts,
-        padding="max_length",
-        max_length=tokenizer.model_max_length,
-        truncation=True,
-        return_tensors="pt",
-    )
-    full = tokenizer(prompts, padding="longest", return_tensors="pt").input_ids.shape[1]
-    if full > tokenizer.model_max_length:
-        log(f"note: prompt truncated to the text encoder's {tokenizer.model_max_length} tokens")
-    return models.text_encoder(tokens.input_ids.to(models.device))[0]
-
-
 def initial_latents(
     models: MVDreamModels, num_views: int, image_size: int, generator: torch.Generator
 ) -> torch.Tensor:

@@ -18,6 +18,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from predictors.diffusion import encode_prompts
 from predictors.geometry.export import export_glb
 from predictors.geometry.preview import image_grid, write_preview_png
 from predictors.geometry.reconstruct import reconstruct
@@ -36,7 +37,6 @@ from predictors.text_to_multiview.pipeline import (
     MVDreamModels,
     decode,
     denoise,
-    encode_prompts,
     initial_latents,
     load_models,
 )
@@ -119,7 +119,12 @@ class TextToMultiview:
     def _generate(self, settings: Settings, azimuths: list[float], context: RunContext) -> np.ndarray:
         models = self.models
         with context.stage("encode"):
-            text = encode_prompts(models, [settings.negative_prompt, settings.prompt])
+            text = encode_prompts(
+                models.tokenizer,
+                models.text_encoder,
+                [settings.negative_prompt, settings.prompt],
+                models.device,
+            )
         generator = torch.Generator().manual_seed(context.seed)
         latents = initial_latents(models, len(azimuths), settings.image_size, generator)
         with context.stage("denoise"):

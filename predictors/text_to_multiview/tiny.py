@@ -5,7 +5,6 @@ Registered in ``weights.tiny.TINY_BUILDERS``; the predictor loads them with the 
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -14,8 +13,8 @@ import torch
 
 from predictors.text_to_multiview.background import U2NET_FILE, U2NET_SIZE
 from predictors.text_to_multiview.unet import CAMERA_DIM, MVDREAM_UNET_CONFIG, build_unet, write_stack
+from weights.tiny_sd import TINY_CONTEXT_DIM, write_tiny_sd_components
 
-TINY_CONTEXT_DIM = 32
 # Same structure as MVDREAM_UNET_CONFIG (projection camera embedding, linear projections), two levels,
 # 32/64 channels, head width 8.
 TINY_UNET_CONFIG: dict[str, Any] = {
@@ -32,7 +31,6 @@ TINY_UNET_CONFIG: dict[str, Any] = {
 }
 # A few byte-pair merges so that the tiny tokenizer exercises merging ("3d asset" appears in every prompt).
 TINY_MERGES = ["a s", "as s", "ass e", "asse t</w>", "3 d</w>"]
-SPECIAL_TOKENS = {"bos_token": "<|startoftext|>", "eos_token": "<|endoftext|>", "unk_token": "<|endoftext|>"}
 
 
 def build_tiny_mvdream(folder: Path, seed: int) -> None:
@@ -43,72 +41,7 @@ def build_tiny_mvdream(folder: Path, seed: int) -> None:
 
 def build_tiny_sd21_base(folder: Path, seed: int) -> None:
     """``sd21-base``: ``tokenizer/`` (byte-level BPE files), ``text_encoder/`` and ``vae/`` with tiny configs."""
-    from diffusers import AutoencoderKL
-    from transformers import CLIPTextConfig, CLIPTextModel
-
-    vocab = _write_tokenizer(folder / "tokenizer")
-    torch.manual_seed(seed)
-    text_config = CLIPTextConfig(
-        vocab_size=len(vocab),
-        hidden_size=TINY_CONTEXT_DIM,
-        intermediate_size=64,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        max_position_embeddings=77,
-        hidden_act="gelu",
-        projection_dim=TINY_CONTEXT_DIM,
-        pad_token_id=vocab["!"],
-        bos_token_id=vocab[SPECIAL_TOKENS["bos_token"]],
-        eos_token_id=vocab[SPECIAL_TOKENS["eos_token"]],
-    )
-    CLIPTextModel(text_config).save_pretrained(folder / "text_encoder")
-    torch.manual_seed(seed + 1)
-    AutoencoderKL(
-        down_block_types=["DownEncoderBlock2D"] * 4,
-        up_block_types=["UpDecoderBlock2D"] * 4,
-        block_out_channels=[8, 8, 8, 8],
-        layers_per_block=1,
-        latent_channels=4,
-        norm_num_groups=4,
-        sample_size=64,
-        scaling_factor=0.18215,
-    ).save_pretrained(folder / "vae")
-
-
-def _write_tokenizer(folder: Path) -> dict[str, int]:
-    """CLIP's byte-level BPE files (vocab.json, merges.txt, tokenizer_config.json) with a tiny vocabulary."""
-    folder.mkdir(parents=True, exist_ok=True)
-    symbols = _byte_symbols()
-    tokens = symbols + [symbol + "</w>" for symbol in symbols] + [m.replace(" ", "") for m in TINY_MERGES]
-    tokens += [SPECIAL_TOKENS["bos_token"], SPECIAL_TOKENS["eos_token"]]
-    vocab = {token: index for index, token in enumerate(tokens)}
-    (folder / "vocab.json").write_text(json.dumps(vocab, ensure_ascii=False))
-    (folder / "merges.txt").write_text("#version: 0.2\n" + "\n".join(TINY_MERGES) + "\n")
-    config = {
-        "tokenizer_class": "CLIPTokenizer",
-        "model_max_length": 77,
-        "do_lower_case": True,
-        "pad_token": "!",
-        **SPECIAL_TOKENS,
-    }
-    (folder / "tokenizer_config.json").write_text(json.dumps(config, indent=2))
-    (folder / "special_tokens_map.json").write_text(
-        json.dumps({"pad_token": "!", **SPECIAL_TOKENS}, indent=2)
-    )
-    return vocab
-
-
-def _byte_symbols() -> list[str]:
-    """The 256 printable stand-ins byte-level BPE uses for bytes (printable Latin-1 map to themselves)."""
-    printable = [
-        *range(ord("!"), ord("~") + 1),
-        *range(ord("¡"), ord("¬") + 1),
-        *range(ord("®"), ord("ÿ") + 1),
-    ]
-    others = [byte for byte in range(256) if byte not in printable]
-    codes = dict(zip(printable, printable, strict=True))
-    codes.update({byte: 256 + index for index, byte in enumerate(others)})
-    return [chr(codes[byte]) for byte in range(256)]
+    write_tiny_sd_components(folder, seed, merges=TINY_MERGES, pad_token="!", hidden_act="gelu")
 
 
 def build_tiny_u2net(folder: Path, seed: int) -> None:

@@ -14,6 +14,8 @@ from collections.abc import Sequence
 import torch
 import torch.nn.functional as F
 
+from predictors.diffusion import set_self_attention_processor
+
 RING_ELEVATION_LIMIT = 1e-6  # views at elevation 0 form the ring
 
 
@@ -128,9 +130,5 @@ def install_multiview_attention(
 ) -> MultiViewSelfAttention:
     """Put one shared processor on every ``attn1`` layer of ``unet``; other layers keep theirs."""
     processor = MultiViewSelfAttention(neighbours, reference)
-    processors = dict(unet.attn_processors)
-    for name in processors:
-        if name.endswith("attn1.processor"):
-            processors[name] = processor
-    unet.set_attn_processor(processors)
+    set_self_attention_processor(unet, processor)
     return processor

@@ -116,20 +116,6 @@ def encode_colours(vae: torch.nn.Module, device: torch.device, dtype: torch.dtyp
 
 
 @torch.no_grad()
-def encode_prompts(models: TextureModels, prompts: list[str]) -> torch.Tensor:
-    """Text embeddings [len(prompts), 77, D] (CLIP last hidden state, as SD1.5)."""
-    tokenizer = models.tokenizer
-    tokens = tokenizer(
-        prompts,
-        padding="max_length",
-        max_length=tokenizer.model_max_length,
-        truncation=True,
-        return_tensors="pt",
-    )
-    return models.text_encoder(tokens.input_ids.to(models.device))[0]
-
-
-@torch.no_grad()
 def decode_views(models: TextureModels, latents: torch.Tensor) -> np.ndarray:
     """Views [N, H, W, 3] float32 in [0, 1] from latents [N, 4, h, w], one view at a time."""
     scaled = latents.to(models.dtype) / models.vae.config.scaling_factor

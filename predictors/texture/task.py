@@ -21,21 +21,21 @@ import numpy as np
 import torch
 from PIL import Image
 
+from predictors.diffusion import encode_prompts
 from predictors.geometry.bake import bake_texture
 from predictors.geometry.cameras import orbit_cameras
 from predictors.geometry.export import export_glb
 from predictors.geometry.mesh import Mesh
 from predictors.geometry.mesh_io import load_mesh, normalize_mesh
 from predictors.geometry.preview import image_grid, write_preview_png
-from predictors.geometry.projection_atlas import AtlasError, projection_atlas
 from predictors.geometry.render import render_passes
-from predictors.geometry.uv import decimate, unwrap_uv
+from predictors.geometry.uv import atlas_with_fallback, decimate
 from predictors.geometry.video import render_turntable
 from predictors.runtime import RunContext, log
 from predictors.texture.attention import install_multiview_attention, neighbour_views, reference_view
 from predictors.texture.conditions import CONDITIONS, condition_images
 from predictors.texture.denoise import Schedule, denoise_views
-from predictors.texture.models import BASE_STACK, TextureModels, decode_views, encode_prompts, load_models
+from predictors.texture.models import BASE_STACK, TextureModels, decode_views, load_models
 from predictors.texture.prompts import directional_prompts
 from predictors.texture.sync import build_projection
 
@@ -180,7 +180,7 @@ class TextureTask:
             settings.prompt, settings.negative_prompt, settings.azimuths, settings.elevations
         )
         with context.stage("encode"):
-            text = encode_prompts(models, negatives + positives)
+            text = encode_prompts(models.tokenizer, models.text_encoder, negatives + positives, models.device)
         attention = install_multiview_attention(
             models.unet,
             neighbour_views(settings.azimuths, settings.elevations),
@@ -245,12 +245,7 @@ def prepare_mesh(mesh: Mesh, keep_uv: bool, texture_size: int) -> tuple[Mesh, np
     if keep_uv and mesh.has_uvs:
         log("texture: keeping the mesh's own UVs")
         return mesh.copy_with(texture=None), matrix
-    try:
-        mesh = projection_atlas(mesh, texture_size=texture_size)
-    except AtlasError as error:
-        log(f"texture: projection atlas failed ({error}); unwrapping with xatlas")
-        mesh = unwrap_uv(mesh, max_faces=UNWRAP_MAX_FACES)
-    return mesh, matrix
+    return atlas_with_fallback(mesh, texture_size=texture_size, max_faces=UNWRAP_MAX_FACES), matrix
 
 
 def undo_normalisation(vertices: np.ndarray, matrix: np.ndarray) -> np.ndarray:
