@@ -87,22 +87,24 @@ class Predictor(BaseRunner):
             description="texture, text-to-multiview: what to avoid.", default=None
         ),
         base_model: str | None = Input(
-            description=TEX + "base model: sd15 (the default and, in this build, the only one).",
+            description=TEX
+            + "base model: sd15 (default), sdxl, or the name of a single-file SD1.5/SDXL checkpoint placed in "
+            "weights/checkpoints/<name>.safetensors.",
             default=None,
         ),
         condition: str | None = Input(
             description=TEX
             + "ControlNet condition rendered from the mesh (default depth; normal and canny need their "
-            "ControlNet stack installed).",
+            "ControlNet stack installed; SDXL has depth and canny only).",
             default=None,
             choices=CONDITIONS,
         ),
         image_prompt: Path | None = Input(
-            description=TEX + "optional image prompt (IP-Adapter; not available in this build yet).",
+            description=TEX + "optional image prompt steering the look (IP-Adapter plus): PNG, JPEG or WebP.",
             default=None,
         ),
         image_prompt_scale: float | None = Input(
-            description=TEX + "strength of the image prompt.", default=None, ge=0.0, le=2.0
+            description=TEX + "strength of the image prompt (default 0.5).", default=None, ge=0.0, le=2.0
         ),
         steps: int | None = Input(
             description="texture, text-to-multiview: denoising steps (defaults: texture 30, text-to-multiview 50).",

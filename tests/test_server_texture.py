@@ -10,6 +10,7 @@ import pytest
 import trimesh
 from PIL import Image
 
+from tests.conftest import TINY_CHECKPOINT
 from tests.gltf_validation import validate_glb
 from tests.mp4_check import probe_mp4
 from tools.cog_server import decode_data_uri
@@ -105,7 +106,8 @@ def test_same_seed_same_texture_other_seed_other_texture(server, textured, box):
     [
         ({"prompt": "  "}, "prompt"),
         ({"camera_azimuths": "front,back"}, "camera_azimuths"),
-        ({"base_model": "sdxl"}, "base_model"),
+        ({"base_model": "no-such-model"}, "no-such-model"),
+        ({"base_model": "sdxl", "condition": "normal"}, "no official ControlNet for sdxl"),
         (
             {"image_prompt": "data:text/plain;base64," + base64.b64encode(b"not an image").decode()},
             "image_prompt",
@@ -115,6 +117,40 @@ def test_same_seed_same_texture_other_seed_other_texture(server, textured, box):
 def test_bad_inputs_fail_readably(server, box, change, message):
     body = server.predict(_inputs(box, **change)).json()
     assert body["status"] == "failed" and message in body["error"], body.get("error")
+
+
+def test_a_single_file_checkpoint_is_picked_by_name(server, textured, box):
+    """The tiny checkpoint holds the sd15 stack's weights in the original single-file layout: same texture."""
+    body = _predict(server, _inputs(box, base_model=TINY_CHECKPOINT))
+    first = _glb_texture_png(decode_data_uri(textured["output"][0]))
+    assert _glb_texture_png(decode_data_uri(body["output"][0])) == first
+
+
+def _png_uri(seed: int) -> str:
+    pixels = np.random.default_rng(seed).integers(0, 256, (48, 40, 3), dtype=np.uint8)
+    buffer = io.BytesIO()
+    Image.fromarray(pixels).save(buffer, format="PNG")
+    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode()
+
+
+def test_sdxl_with_an_image_prompt(server, box, tmp_path):
+    """SDXL (tiny: 8-latent, 64 px views) + canny ControlNet + IP-Adapter: a valid textured GLB; the image
+    prompt is deterministic and changes the texture; its scale 0 equals no image prompt."""
+    inputs = _inputs(box, base_model="sdxl", condition="canny", image_prompt=_png_uri(1))
+    first = _predict(server, inputs)
+    path = tmp_path / "model.glb"
+    path.write_bytes(decode_data_uri(first["output"][0]))
+    assert validate_glb(path)["numErrors"] == 0
+    np.testing.assert_allclose(trimesh.load(path, force="mesh").bounds, box.bounds, atol=1e-4)
+    assert Image.open(io.BytesIO(decode_data_uri(first["output"][2]))).size == (5 * 64, 2 * 64)
+    texture = _glb_texture_png(decode_data_uri(first["output"][0]))
+    assert _glb_texture_png(decode_data_uri(_predict(server, inputs)["output"][0])) == texture
+    plain = _predict(server, _inputs(box, base_model="sdxl", condition="canny"))
+    assert _glb_texture_png(decode_data_uri(plain["output"][0])) != texture
+    muted = _predict(server, {**inputs, "image_prompt_scale": 0.0})
+    assert _glb_texture_png(decode_data_uri(muted["output"][0])) == _glb_texture_png(
+        decode_data_uri(plain["output"][0])
+    )
 
 
 def test_a_mesh_without_faces_is_refused(server, box):

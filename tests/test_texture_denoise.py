@@ -13,7 +13,7 @@ from predictors.geometry.cameras import orbit_cameras
 from predictors.geometry.mesh import Mesh
 from predictors.geometry.projection_atlas import projection_atlas
 from predictors.texture.attention import install_multiview_attention, neighbour_views, reference_view
-from predictors.texture.denoise import Schedule, denoise_views
+from predictors.texture.denoise import Conditioning, Schedule, denoise_views
 from predictors.texture.sync import build_projection
 
 AZIMUTHS = [-180, -135, -90, -45, 0, 45, 90, 135, 0, 180]
@@ -44,7 +44,7 @@ def projection():
     return build_projection(mesh, orbit_cameras(AZIMUTHS, ELEVATIONS), view_size=16, texture_size=64)
 
 
-def run(models, projection, seed: int, schedule: Schedule) -> torch.Tensor:
+def run(models, projection, seed: int, schedule: Schedule, split_guidance: bool = False) -> torch.Tensor:
     unet, controlnet = models
     scheduler = DDPMScheduler(
         beta_schedule="scaled_linear", beta_start=0.00085, beta_end=0.012, steps_offset=1
@@ -63,11 +63,11 @@ def run(models, projection, seed: int, schedule: Schedule) -> torch.Tensor:
             scheduler,
             projection,
             attention,
-            text,
-            conditions,
+            Conditioning(text, conditions),
             colours,
             torch.Generator().manual_seed(seed),
             schedule,
+            split_guidance=split_guidance,
         )
 
 
@@ -84,6 +84,13 @@ def test_same_seed_same_latents_and_synced_views_agree(models, projection):
     low = torch.full((4, 64 * 64), 1e9).scatter_reduce(1, texels.expand(4, -1), values, "amin")
     spread = (high - low)[:, texels.unique()]
     assert spread.abs().max() < 1e-5
+
+
+def test_split_guidance_batches_give_the_same_latents(models, projection):
+    schedule = Schedule(guidance_scale=3.0, sync_end=1.0)
+    joint = run(models, projection, 5, schedule)
+    split = run(models, projection, 5, schedule, split_guidance=True)
+    torch.testing.assert_close(split, joint, atol=1e-4, rtol=1e-4)
 
 
 def test_unsynced_steps_let_views_drift_apart(models, projection):

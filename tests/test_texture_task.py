@@ -9,7 +9,7 @@ from predictors.geometry.cameras import orbit_cameras
 from predictors.geometry.mesh import Mesh
 from predictors.geometry.render import render_passes
 from predictors.texture.conditions import canny_edges, condition_images
-from predictors.texture.models import TextureModels
+from predictors.texture.models import FAMILIES, TextureModels
 from predictors.texture.prompts import directional_prompts, view_direction
 from predictors.texture.task import OBJECT_RADIUS, Settings, prepare_mesh, undo_normalisation
 
@@ -77,18 +77,23 @@ def test_settings_defaults_and_errors():
         ({"condition": "seg"}, "condition"),
         ({"camera_azimuths": "a,b"}, "camera_azimuths"),
         ({"camera_azimuths": ",".join(["0"] * 15)}, "camera_azimuths"),
-        ({"base_model": "sdxl"}, "base_model"),
     ]:
         with pytest.raises(ValueError, match=message):
             Settings.from_inputs({"mesh": "m.glb", "prompt": "x", **bad})
 
 
-def test_missing_controlnet_names_the_stack():
-    models = TextureModels(
-        None, None, None, None, {"depth": torch.nn.Identity()}, {}, torch.zeros(2, 4), "cpu", None
-    )
+def test_missing_stacks_are_named(tmp_path):
+    models = TextureModels(tmp_path, torch.device("cpu"), torch.float32, {}, {"sd15": {"depth": None}}, None)
     with pytest.raises(ValueError, match="controlnet-sd15-canny"):
-        models.controlnet("canny")
+        models.controlnet(FAMILIES["sd15"], "canny")
+    with pytest.raises(ValueError, match="no official ControlNet for sdxl"):
+        models.controlnet(FAMILIES["sdxl"], "normal")
+    with pytest.raises(ValueError, match="controlnet-sdxl-depth"):
+        models.controlnet(FAMILIES["sdxl"], "depth")
+    with pytest.raises(ValueError, match="sdxl-base"):
+        models.base("sdxl")
+    with pytest.raises(ValueError, match="neither sd15, sdxl nor a checkpoint"):
+        models.base("juggernaut")
 
 
 def test_prepare_mesh_fits_the_cameras_and_round_trips():

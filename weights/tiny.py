@@ -26,6 +26,10 @@ TINY_BUILDERS: dict[str, str] = {
     "controlnet-sd15-depth": "predictors.texture.tiny:build_tiny_controlnet",
     "controlnet-sd15-normal": "predictors.texture.tiny:build_tiny_controlnet",
     "controlnet-sd15-canny": "predictors.texture.tiny:build_tiny_controlnet",
+    "sdxl-base": "predictors.texture.tiny_sdxl:build_tiny_sdxl_base",
+    "controlnet-sdxl-depth": "predictors.texture.tiny_sdxl:build_tiny_controlnet_sdxl",
+    "controlnet-sdxl-canny": "predictors.texture.tiny_sdxl:build_tiny_controlnet_sdxl",
+    "ip-adapter": "predictors.texture.tiny_ip_adapter:build_tiny_ip_adapter",
 }
 
 

@@ -10,10 +10,12 @@ ControlNet scale goes linearly from ``controlnet_scale`` to ``controlnet_scale_e
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 
+from predictors.runtime import log
 from predictors.texture.attention import MultiViewSelfAttention
 from predictors.texture.sync import (
     UVProjection,
@@ -51,33 +53,61 @@ class Schedule:
         return self.controlnet_scale + (self.controlnet_scale_end - self.controlnet_scale) * ramp
 
 
+@dataclass
+class Conditioning:
+    """What the networks see besides the latents, for a batch of 2N rows (N negative-prompt views, then N
+    positive ones): text embeddings, extra UNet / ControlNet conditioning (SDXL pooled text and size ids,
+    IP-Adapter image embeddings: tensors or lists of tensors batched like ``text``) and the N condition images."""
+
+    text: torch.Tensor  # [2N, L, D]
+    images: torch.Tensor  # [N, 3, H, W] in [0, 1]
+    unet_added: dict[str, Any] = field(default_factory=dict)
+    controlnet_added: dict[str, Any] = field(default_factory=dict)
+
+    def rows(self, half: int | None) -> Conditioning:
+        """The whole batch (None) or one guidance half (0 negative, 1 positive)."""
+        if half is None:
+            return self
+        views = self.images.shape[0]
+        return Conditioning(
+            _rows(self.text, half, views),
+            self.images,
+            {key: _rows(value, half, views) for key, value in self.unet_added.items()},
+            {key: _rows(value, half, views) for key, value in self.controlnet_added.items()},
+        )
+
+
+def _rows(value: Any, half: int, views: int) -> Any:
+    if isinstance(value, list | tuple):
+        return [_rows(item, half, views) for item in value]
+    return value[half * views : (half + 1) * views]
+
+
 def denoise_views(
     unet: torch.nn.Module,
     controlnet: torch.nn.Module,
     scheduler,
     projection: UVProjection,
     attention: MultiViewSelfAttention,
-    text: torch.Tensor,
-    conditions: torch.Tensor,
+    conditioning: Conditioning,
     colour_latents: torch.Tensor,
     generator: torch.Generator,
     schedule: Schedule,
-    extra_conditioning: dict | None = None,
+    split_guidance: bool = False,
 ) -> torch.Tensor:
     """Denoise N views; returns their latents [N, 4, h, w].
 
     Args:
         scheduler: a diffusers scheduler with ``set_timesteps`` already called.
-        text: per-view prompt embeddings [2N, L, D]: negative prompts of the N views, then positive ones.
-        conditions: ControlNet images [N, 3, H, W] in [0, 1].
         colour_latents: [K, 4] latents of flat background colours (0 black, 1 white).
-        extra_conditioning: ``added_cond_kwargs`` for the UNet (e.g. IP-Adapter ``image_embeds``), for 2N.
+        split_guidance: run the negative and positive halves as two network batches of N (half the
+            activation memory, same result). Also switched on by itself when CUDA runs out of memory.
     """
-    views, size, device = projection.num_views, projection.view_size, text.device
-    dtype = next(unet.parameters()).dtype
+    views, size, device = projection.num_views, projection.view_size, conditioning.text.device
     train_steps = scheduler.config.num_train_timesteps
     twin = sample_prediction_twin(scheduler)
     masks = projection.masks.to(device)
+    guide = GuidedModel(unet, controlnet, conditioning, schedule, split_guidance)
 
     # Start: the foreground is the rendered noise texture, the background independent noise per view.
     texture = torch.randn(4, projection.texture_size, projection.texture_size, generator=generator).to(device)
@@ -90,19 +120,7 @@ def denoise_views(
         t = int(timestep)
         progress = 1.0 - t / train_steps
         attention.reference_weight = 1.0 if progress < schedule.reference_end else 0.0
-        output = _guided_output(
-            unet,
-            controlnet,
-            scheduler,
-            latents,
-            t,
-            text,
-            conditions,
-            schedule,
-            progress,
-            dtype,
-            extra_conditioning,
-        )
+        output = guide(scheduler.scale_model_input(latents, t), t, progress)
         syncing = progress < schedule.sync_end
         if syncing:
             exponent = exponent_schedule(
@@ -124,6 +142,58 @@ def denoise_views(
     return latents
 
 
+class GuidedModel:
+    """Classifier-free guided ControlNet + UNet output for N views. The 2N rows run as one batch, or as
+    two batches of N (``split``): the multi-view attention never mixes the halves, so both give the same
+    output, and the split needs about half the activation memory."""
+
+    def __init__(self, unet, controlnet, conditioning: Conditioning, schedule: Schedule, split: bool) -> None:
+        self.unet, self.controlnet, self.conditioning, self.schedule = (
+            unet,
+            controlnet,
+            conditioning,
+            schedule,
+        )
+        self.split = split
+        self.dtype = next(unet.parameters()).dtype
+
+    def __call__(self, latents: torch.Tensor, t: int, progress: float) -> torch.Tensor:
+        weight = self.schedule.controlnet_weight(progress)
+        if not self.split:
+            try:
+                both = self._output(torch.cat([latents, latents]), t, weight, self.conditioning)
+                negative, positive = both.chunk(2)
+                return negative + self.schedule.guidance_scale * (positive - negative)
+            except torch.cuda.OutOfMemoryError:
+                torch.cuda.empty_cache()
+                log("texture: out of GPU memory with both guidance halves in one batch; splitting them")
+                self.split = True
+        negative = self._output(latents, t, weight, self.conditioning.rows(0))
+        positive = self._output(latents, t, weight, self.conditioning.rows(1))
+        return negative + self.schedule.guidance_scale * (positive - negative)
+
+    def _output(
+        self, latents: torch.Tensor, t: int, weight: float, conditioning: Conditioning
+    ) -> torch.Tensor:
+        model_input = latents.to(self.dtype)
+        text = conditioning.text.to(self.dtype)
+        copies = model_input.shape[0] // conditioning.images.shape[0]
+        residuals = {}
+        if weight > 0:
+            down, mid = self.controlnet(
+                model_input,
+                t,
+                encoder_hidden_states=text,
+                controlnet_cond=torch.cat([conditioning.images] * copies).to(self.dtype),
+                conditioning_scale=weight,
+                added_cond_kwargs=conditioning.controlnet_added or None,
+                return_dict=False,
+            )
+            residuals = {"down_block_additional_residuals": down, "mid_block_additional_residual": mid}
+        added = {"added_cond_kwargs": conditioning.unet_added} if conditioning.unet_added else {}
+        return self.unet(model_input, t, encoder_hidden_states=text, **residuals, **added).sample.float()
+
+
 def _pick_backgrounds(
     colour_latents: torch.Tensor, views: int, generator: torch.Generator, black_white: bool
 ) -> torch.Tensor:
@@ -131,26 +201,3 @@ def _pick_backgrounds(
     choices = 2 if black_white else colour_latents.shape[0]
     picks = torch.randint(0, choices, (views,), generator=generator)
     return colour_latents[picks.to(colour_latents.device)][:, :, None, None]
-
-
-def _guided_output(
-    unet, controlnet, scheduler, latents, t, text, conditions, schedule, progress, dtype, extra
-) -> torch.Tensor:
-    """Classifier-free guided model output for the views (negative and positive halves in one batch)."""
-    model_input = scheduler.scale_model_input(torch.cat([latents, latents]), t).to(dtype)
-    kwargs = {"added_cond_kwargs": extra} if extra else {}
-    weight = schedule.controlnet_weight(progress)
-    residuals = {}
-    if weight > 0:
-        down, mid = controlnet(
-            model_input,
-            t,
-            encoder_hidden_states=text.to(dtype),
-            controlnet_cond=torch.cat([conditions, conditions]).to(dtype),
-            conditioning_scale=weight,
-            return_dict=False,
-        )
-        residuals = {"down_block_additional_residuals": down, "mid_block_additional_residual": mid}
-    output = unet(model_input, t, encoder_hidden_states=text.to(dtype), **residuals, **kwargs).sample
-    negative, positive = output.float().chunk(2)
-    return negative + schedule.guidance_scale * (positive - negative)

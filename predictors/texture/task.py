@@ -2,13 +2,14 @@
 
 Pipeline: load and normalise the mesh (decimated above ``MAX_FACES``), keep its UVs (``keep_uv``) or unwrap;
 orthographic cameras (8 azimuths at 0° + 2 at 30° by default); ControlNet conditions rendered at the view
-resolution; directional prompts; ``denoise_views`` (SD1.5 + ControlNet, multi-view attention, texture-space
-steps); VAE decoding; the RGB views baked into a ``texture_size`` texture (cos^6 weights, unseen texels filled
+resolution; directional prompts; ``denoise_views`` (SD1.5 or SDXL + ControlNet, optional IP-Adapter image
+prompt, multi-view attention, texture-space steps); VAE decoding; the RGB views baked into a ``texture_size`` texture (cos^6 weights, unseen texels filled
 from the nearest seen one). Outputs, in order: ``model.glb`` (the input geometry in its own coordinates, PBR
 base colour, metallic 0), ``turntable.mp4``, ``views.png`` (generated views, 5 per row), ``preview.png``.
 
-View size: SyncMVD's 96 latents (768 px) for SD1.5's 64-latent UNet, i.e. 1.5x the UNet's ``sample_size``;
-the latent texture is 512 (SyncMVD), scaled by the same factor for smaller UNets (tests).
+View sizes per family (``models.FAMILIES``): SD1.5 views of 96 latents (768 px) and a 512 latent texture
+(SyncMVD); SDXL 128 latents (1024 px) and 1024 (FlexiSyncMVD's SDXL configs); both scale with the UNet's
+``sample_size`` (tiny test stacks).
 """
 
 from __future__ import annotations
@@ -21,7 +22,6 @@ import numpy as np
 import torch
 from PIL import Image
 
-from predictors.diffusion import encode_prompts
 from predictors.geometry.bake import bake_texture
 from predictors.geometry.cameras import orbit_cameras
 from predictors.geometry.export import export_glb
@@ -34,8 +34,9 @@ from predictors.geometry.video import render_turntable
 from predictors.runtime import RunContext, log
 from predictors.texture.attention import install_multiview_attention, neighbour_views, reference_view
 from predictors.texture.conditions import CONDITIONS, condition_images
-from predictors.texture.denoise import Schedule, denoise_views
-from predictors.texture.models import BASE_STACK, TextureModels, decode_views, load_models
+from predictors.texture.denoise import Conditioning, Schedule, denoise_views
+from predictors.texture.ip_adapter import load_image_prompt
+from predictors.texture.models import DEFAULT_BASE, DiffusionStack, TextureModels, decode_views, load_models
 from predictors.texture.prompts import directional_prompts
 from predictors.texture.sync import build_projection
 
@@ -46,11 +47,11 @@ DEFAULT_GUIDANCE = 15.5
 DEFAULT_CONTROLNET_SCALE = 0.7  # ramps to 0.9 (SyncMVD conditioning_scale / _end)
 CONTROLNET_SCALE_END_RATIO = 0.9 / 0.7
 DEFAULT_TEXTURE_SIZE = 1024
+DEFAULT_IMAGE_PROMPT_SCALE = 0.5  # FlexiSyncMVD's ip_adapter_scale
 DEFAULT_NEGATIVE = "oversmoothed, blurry, depth of field, out of focus, low quality, bloom, glowing effect."
 DEFAULT_AZIMUTHS = (-180.0, -135.0, -90.0, -45.0, 0.0, 45.0, 90.0, 135.0)
 TOP_VIEWS = ((0.0, 30.0), (180.0, 30.0))  # (azimuth, elevation)
 MAX_VIEWS = 16
-SD15_SAMPLE_SIZE, SD15_VIEW_LATENTS, SD15_TEXTURE_LATENTS = 64, 96, 512
 RGB_BAKE_EXPONENT = 6.0  # SyncMVD bakes the final views with exp 6
 OBJECT_RADIUS = 0.95  # the normalised mesh fits this sphere, inside the cameras' [-1, 1] frame
 GRID_COLUMNS = 5
@@ -62,6 +63,9 @@ class Settings:
 
     mesh: Path
     prompt: str
+    base_model: str
+    image_prompt: Path | None
+    image_prompt_scale: float
     negative_prompt: str
     condition: str
     steps: int
@@ -79,14 +83,6 @@ class Settings:
             raise ValueError("texture needs a non-empty prompt describing the surface")
         if inputs.get("mesh") is None:
             raise ValueError("texture needs a mesh (GLB, glTF zip, OBJ zip, PLY or STL)")
-        base_model = inputs.get("base_model")
-        if base_model not in (None, "", BASE_STACK):
-            raise ValueError(
-                f"base_model {base_model!r} is not available in this build; allowed: {BASE_STACK} "
-                "(SDXL and single-file checkpoints are not built yet)"
-            )
-        if inputs.get("image_prompt") is not None:
-            raise ValueError("image_prompt (IP-Adapter) is not available in this build yet; leave it empty")
         condition = inputs.get("condition") or "depth"
         if condition not in CONDITIONS:
             raise ValueError(f"unknown condition {condition!r}; allowed: {', '.join(CONDITIONS)}")
@@ -96,6 +92,9 @@ class Settings:
         return cls(
             mesh=Path(inputs["mesh"]),
             prompt=prompt,
+            base_model=str(inputs.get("base_model") or "").strip() or DEFAULT_BASE,
+            image_prompt=Path(inputs["image_prompt"]) if inputs.get("image_prompt") is not None else None,
+            image_prompt_scale=float(_default(inputs.get("image_prompt_scale"), DEFAULT_IMAGE_PROMPT_SCALE)),
             negative_prompt=str(_default(inputs.get("negative_prompt"), DEFAULT_NEGATIVE)),
             condition=condition,
             steps=int(_default(inputs.get("steps"), DEFAULT_STEPS)),
@@ -130,36 +129,40 @@ def _default(value: Any, default: Any) -> Any:
 
 
 class TextureTask:
-    """Textures an uploaded mesh with the SD1.5 + ControlNet stacks."""
+    """Textures an uploaded mesh with an SD1.5 or SDXL stack, a ControlNet and optionally the IP-Adapter."""
 
     def __init__(self, models: TextureModels) -> None:
         self.models = models
-        scale = models.unet.config.sample_size / SD15_SAMPLE_SIZE
-        self.view_latents = max(8, round(SD15_VIEW_LATENTS * scale))
-        self.texture_latents = max(16, round(SD15_TEXTURE_LATENTS * scale))
 
     def run(self, inputs: dict[str, Any], context: RunContext) -> list[Path]:
         settings = Settings.from_inputs(inputs)
-        controlnet = self.models.controlnet(settings.condition)
+        image = load_image_prompt(settings.image_prompt) if settings.image_prompt is not None else None
+        models = self.models
+        with context.stage("select_model"):
+            stack = models.base(settings.base_model)
+        controlnet = models.controlnet(stack.family, settings.condition)
         with context.stage("load_mesh"):
             original = load_mesh(settings.mesh, work_dir=context.out_dir / "upload")
             mesh, matrix = prepare_mesh(original, settings.keep_uv, settings.texture_size)
         context.record_metric("mesh.faces", len(mesh.faces))
         cameras = orbit_cameras(list(settings.azimuths), list(settings.elevations))
-        view_pixels = self.view_latents * self.models.vae_scale_factor
+        view_pixels = stack.view_latents * stack.vae_scale_factor
         log(
-            f"texture: {len(cameras)} views of {view_pixels} px ({self.view_latents} latents), latent texture "
-            f"{self.texture_latents}, {settings.condition} condition, {settings.steps} steps"
+            f"texture: {stack.name} ({stack.family.name}), {len(cameras)} views of {view_pixels} px "
+            f"({stack.view_latents} latents), latent texture {stack.texture_latents}, {settings.condition} "
+            f"condition, {settings.steps} steps, image prompt {'yes' if image is not None else 'no'}"
         )
-        device = self.models.device
+        device = models.device
         with context.stage("render_conditions"):
             passes = render_passes(mesh, cameras, (view_pixels, view_pixels), device=device)
             conditions = condition_images(settings.condition, passes, cameras.world_to_cam).to(device)
         with context.stage("projection"):
             projection = build_projection(
-                mesh, cameras, self.view_latents, self.texture_latents, device=device
+                mesh, cameras, stack.view_latents, stack.texture_latents, device=device
             )
-        images = self._generate(settings, controlnet, projection, conditions, context)
+        encoder = [models.image_encoder[0]] if models.image_encoder is not None else []
+        with models.on_device([*stack.modules, controlnet, *encoder]):
+            images = self._generate(settings, stack, controlnet, image, projection, conditions, context)
         with context.stage("bake"):
             texture, seen = bake_texture(
                 mesh,
@@ -174,19 +177,25 @@ class TextureTask:
         textured = mesh.copy_with(vertices=undo_normalisation(mesh.vertices, matrix), texture=texture)
         return self._write(textured, images, context)
 
-    def _generate(self, settings, controlnet, projection, conditions, context: RunContext) -> np.ndarray:
+    def _generate(
+        self, settings: Settings, stack: DiffusionStack, controlnet, image, projection, conditions, context
+    ) -> np.ndarray:
         models = self.models
+        views = len(settings.azimuths)
         positives, negatives = directional_prompts(
             settings.prompt, settings.negative_prompt, settings.azimuths, settings.elevations
         )
         with context.stage("encode"):
-            text = encode_prompts(models.tokenizer, models.text_encoder, negatives + positives, models.device)
+            view_pixels = stack.view_latents * stack.vae_scale_factor
+            text, added = stack.encode_text(negatives + positives, view_pixels, models.device)
+            image_added = models.image_conditioning(stack, image, settings.image_prompt_scale, views)
+        conditioning = Conditioning(text, conditions, {**added, **image_added}, added)
         attention = install_multiview_attention(
-            models.unet,
+            stack.unet,
             neighbour_views(settings.azimuths, settings.elevations),
             [reference_view(settings.azimuths, settings.elevations)],
         )
-        scheduler = models.new_scheduler()
+        scheduler = stack.new_scheduler()
         scheduler.set_timesteps(settings.steps, device=models.device)
         schedule = Schedule(
             guidance_scale=settings.guidance_scale,
@@ -196,19 +205,18 @@ class TextureTask:
         generator = torch.Generator().manual_seed(context.seed)
         with context.stage("denoise"), torch.no_grad():
             latents = denoise_views(
-                models.unet,
+                stack.unet,
                 controlnet,
                 scheduler,
                 projection,
                 attention,
-                text,
-                conditions,
-                models.colour_latents.to(models.device),
+                conditioning,
+                models.colour_latents(stack),
                 generator,
                 schedule,
             )
         with context.stage("decode"):
-            return decode_views(models, latents)
+            return decode_views(stack.vae, latents)
 
     def _write(self, mesh: Mesh, images: np.ndarray, context: RunContext) -> list[Path]:
         device = str(self.models.device)
@@ -255,5 +263,5 @@ def undo_normalisation(vertices: np.ndarray, matrix: np.ndarray) -> np.ndarray:
 
 
 def load(weights_dir: Path, device: torch.device) -> TextureTask:
-    """Task loader used by the engine: ``sd15`` and the installed ``controlnet-sd15-*`` stacks."""
+    """Task loader used by the engine: every installed texturing stack (``sd15`` + its depth ControlNet at least)."""
     return TextureTask(load_models(weights_dir, device))
