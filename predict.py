@@ -11,6 +11,7 @@ import os
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
+os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")  # no per-model "Loading weights" bars in the logs
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 os.environ.setdefault("PYTORCH_CUDA_ALLOC_CONF", "expandable_segments:True")
 
@@ -89,7 +90,7 @@ class Predictor(BaseRunner):
         base_model: str | None = Input(
             description=TEX
             + "base model: sd15 (default), sdxl, or the name of a single-file SD1.5/SDXL checkpoint placed in "
-            "weights/checkpoints/<name>.safetensors.",
+            "checkpoints/<name>.safetensors of the weights folder.",
             default=None,
         ),
         condition: str | None = Input(

@@ -4,11 +4,18 @@ import numpy as np
 import pytest
 import torch
 import trimesh
+from scipy import ndimage
 
 from predictors.geometry.cameras import orbit_cameras
 from predictors.geometry.mesh import Mesh
 from predictors.geometry.render import render_passes
-from predictors.texture.conditions import canny_edges, condition_images
+from predictors.texture.conditions import (
+    canny_edges,
+    condition_images,
+    depth_image,
+    gaussian_blur,
+    normal_image,
+)
 from predictors.texture.models import FAMILIES, TextureModels
 from predictors.texture.prompts import directional_prompts, view_direction
 from predictors.texture.task import OBJECT_RADIUS, Settings, prepare_mesh, undo_normalisation
@@ -44,16 +51,24 @@ def box_views():
     return render_passes(mesh, cameras, (64, 64)), cameras
 
 
+def test_blur_matches_scipy_gaussian_filter():
+    images = torch.rand(2, 3, 20, 17, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    expected = ndimage.gaussian_filter(
+        images.numpy(), sigma=(0, 0, 2.0, 2.0), radius=(0, 0, 2, 2), mode="mirror"
+    )
+    np.testing.assert_allclose(gaussian_blur(images).numpy(), expected, atol=1e-12)
+
+
 def test_depth_is_near_white_and_normals_face_the_camera(box_views):
     passes, cameras = box_views
-    depth = condition_images("depth", passes, cameras.world_to_cam)
-    assert depth.shape == (2, 3, 64, 64) and depth.min() >= 0.0 and depth.max() <= 1.0
-    assert (depth[0][:, ~passes.mask[0]] == 0).all()
+    depth = depth_image(passes.depth, passes.mask)
+    assert depth.shape == (2, 64, 64) and depth.min() >= 0.0 and depth.max() <= 1.0
+    assert (depth[0][~passes.mask[0]] == 0).all()
     # Seen from 45°, the cube's nearest vertical edge is in the middle of the image: brightest there.
-    row = depth[1, 0, 32][passes.mask[1][32]]
+    row = depth[1, 32][passes.mask[1][32]]
     centre = row.shape[0] // 2
     assert row[centre] > row[0] and row[centre] > row[-1]
-    normals = condition_images("normal", passes, cameras.world_to_cam)
+    normals = normal_image(passes.normals, passes.mask, cameras.world_to_cam).permute(0, 3, 1, 2)
     # The front camera's frame is the world frame (x right, y up, z towards the camera).
     world = passes.normals[0][passes.mask[0]]
     torch.testing.assert_close(normals[0][:, passes.mask[0]].T, (world + 1) / 2, atol=1e-5, rtol=0)
@@ -62,6 +77,11 @@ def test_depth_is_near_white_and_normals_face_the_camera(box_views):
     torch.testing.assert_close(normals[1, 2][passes.mask[1]], (toward + 1) / 2, atol=1e-5, rtol=0)
     background = normals[0][:, ~passes.mask[0]]
     assert torch.allclose(background, torch.tensor([0.5, 0.5, 1.0])[:, None])
+    # The condition images are these, blurred as SyncMVD does (canny is not blurred).
+    conditions = condition_images("depth", passes, cameras.world_to_cam)
+    torch.testing.assert_close(conditions, gaussian_blur(depth[:, None].expand(-1, 3, -1, -1)))
+    conditions = condition_images("normal", passes, cameras.world_to_cam)
+    torch.testing.assert_close(conditions, gaussian_blur(normals.contiguous()))
 
 
 def test_settings_defaults_and_errors():

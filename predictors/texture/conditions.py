@@ -4,6 +4,8 @@
   (SyncMVD ``decode_normalized_depth``).
 * normal: camera-space normals (x right, y up, z towards the camera) mapped from [-1, 1] to [0, 1];
   background (0.5, 0.5, 1), a normal facing the camera.
+* depth and normal are then blurred as SyncMVD does (Gaussian, kernel 5, sigma 2, reflected borders), which
+  softens the aliased silhouettes of the rendered geometry.
 * canny: Canny edges (thresholds 100 / 200 on the 0-255 scale, as SyncMVD's ``cv2.Canny(normal, 100, 200)``)
   of the normal image, written with scipy: Sobel gradients (L1 magnitude), non-maximum suppression along the
   quantised gradient direction, hysteresis by connected components. White edges on black.
@@ -19,6 +21,7 @@ from predictors.geometry.render import RenderPasses
 
 CONDITIONS = ("depth", "normal", "canny")
 CANNY_LOW, CANNY_HIGH = 100.0, 200.0
+BLUR_RADIUS, BLUR_SIGMA = 2, 2.0  # SyncMVD: GaussianBlur(kernel_size=5, sigma=5 // 3 + 1)
 
 
 def condition_images(kind: str, passes: RenderPasses, world_to_cam: torch.Tensor) -> torch.Tensor:
@@ -34,7 +37,23 @@ def condition_images(kind: str, passes: RenderPasses, world_to_cam: torch.Tensor
         image = edges[..., None].expand(-1, -1, -1, 3).to(normals.device)
     else:
         raise ValueError(f"unknown condition {kind!r}; allowed: {', '.join(CONDITIONS)}")
-    return image.permute(0, 3, 1, 2).contiguous().float()
+    image = image.permute(0, 3, 1, 2).contiguous().float()
+    return image if kind == "canny" else gaussian_blur(image)
+
+
+def gaussian_blur(images: torch.Tensor, radius: int = BLUR_RADIUS, sigma: float = BLUR_SIGMA) -> torch.Tensor:
+    """Separable Gaussian blur of images [N, C, H, W] with a (2 * radius + 1)-tap kernel, reflected borders."""
+    offsets = torch.arange(-radius, radius + 1, dtype=torch.float32, device=images.device)
+    kernel = torch.exp(-0.5 * (offsets / sigma) ** 2)
+    kernel = (kernel / kernel.sum()).to(images.dtype)
+    channels = images.shape[1]
+    padded = torch.nn.functional.pad(images, (radius, radius, radius, radius), mode="reflect")
+    rows = torch.nn.functional.conv2d(
+        padded, kernel.view(1, 1, 1, -1).expand(channels, 1, 1, -1), groups=channels
+    )
+    return torch.nn.functional.conv2d(
+        rows, kernel.view(1, 1, -1, 1).expand(channels, 1, -1, 1), groups=channels
+    )
 
 
 def depth_image(depth: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:

@@ -142,7 +142,7 @@ class TextureModels:
 
     def base(self, name: str | None) -> DiffusionStack:
         """The stack for ``base_model`` (None: sd15): a family name or an installed single-file checkpoint."""
-        from predictors.texture.checkpoints import checkpoint_path, list_checkpoints
+        from predictors.texture.checkpoints import CHECKPOINT_DIR, checkpoint_path, list_checkpoints
 
         name = name or DEFAULT_BASE
         if name in FAMILIES:
@@ -157,7 +157,7 @@ class TextureModels:
             return self.checkpoint
         if name not in list_checkpoints(self.weights_dir):
             raise ValueError(
-                f"base_model {name!r} is neither sd15, sdxl nor a checkpoint in weights/checkpoints/ "
+                f"base_model {name!r} is neither sd15, sdxl nor a checkpoint in {self.weights_dir / CHECKPOINT_DIR} "
                 f"(installed: {self._installed_names()})"
             )
         return self._load_checkpoint(checkpoint_path(self.weights_dir, name))
