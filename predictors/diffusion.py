@@ -8,23 +8,27 @@ import torch
 from predictors.runtime import log
 
 
+def tokenize_prompts(tokenizer, prompts: list[str]) -> tuple[torch.Tensor, bool]:
+    """Token ids [len(prompts), model_max_length] (padded with the tokenizer's pad token, truncated) and whether
+    any prompt was longer than that."""
+    max_length = tokenizer.model_max_length
+    token_ids = tokenizer(
+        prompts, padding="max_length", max_length=max_length, truncation=True, return_tensors="pt"
+    ).input_ids
+    longest = tokenizer(prompts, padding="longest", return_tensors="pt").input_ids.shape[1]
+    return token_ids, longest > max_length
+
+
 @torch.no_grad()
 def encode_prompts(
     tokenizer, text_encoder: torch.nn.Module, prompts: list[str], device: torch.device
 ) -> torch.Tensor:
     """Text embeddings [len(prompts), max_length, D]: the text encoder's last hidden state on prompts padded (and
     truncated, with a log line) to the tokenizer's ``model_max_length``."""
-    tokens = tokenizer(
-        prompts,
-        padding="max_length",
-        max_length=tokenizer.model_max_length,
-        truncation=True,
-        return_tensors="pt",
-    )
-    full = tokenizer(prompts, padding="longest", return_tensors="pt").input_ids.shape[1]
-    if full > tokenizer.model_max_length:
+    token_ids, truncated = tokenize_prompts(tokenizer, prompts)
+    if truncated:
         log(f"note: prompt truncated to the text encoder's {tokenizer.model_max_length} tokens")
-    return text_encoder(tokens.input_ids.to(device))[0]
+    return text_encoder(token_ids.to(device))[0]
 
 
 def self_attention_names(unet: torch.nn.Module) -> list[str]:

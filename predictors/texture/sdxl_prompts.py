@@ -7,10 +7,9 @@ pooled output; and ``_get_add_time_ids`` with no crop and the original size equa
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 import torch
 
+from predictors.diffusion import tokenize_prompts
 from predictors.runtime import log
 
 
@@ -25,7 +24,7 @@ def encode_sdxl_prompts(
     """
     hidden_states, truncated = [], False
     for tokenizer, text_encoder in zip(tokenizers, text_encoders, strict=True):
-        token_ids, cut = _token_ids(tokenizer, prompts)
+        token_ids, cut = tokenize_prompts(tokenizer, list(prompts))
         truncated |= cut
         encoder_device = next(text_encoder.parameters()).device
         output = text_encoder(token_ids.to(encoder_device), output_hidden_states=True)
@@ -42,13 +41,3 @@ def sdxl_time_ids(height: int, width: int, count: int) -> torch.Tensor:
     """SDXL's added time ids [count, 6] float32: original size (h, w), crop top-left (0, 0), target (h, w),
     with sizes in pixels."""
     return torch.tensor([[height, width, 0, 0, height, width]], dtype=torch.float32).repeat(count, 1)
-
-
-def _token_ids(tokenizer, prompts: Sequence[str]) -> tuple[torch.Tensor, bool]:
-    """Token ids [P, model_max_length] (padded with the tokenizer's pad token) and whether any prompt was cut."""
-    max_length = tokenizer.model_max_length
-    token_ids = tokenizer(
-        list(prompts), padding="max_length", max_length=max_length, truncation=True, return_tensors="pt"
-    ).input_ids
-    longest = tokenizer(list(prompts), padding="longest", return_tensors="pt").input_ids.shape[1]
-    return token_ids, longest > max_length
