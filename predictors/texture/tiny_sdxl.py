@@ -17,7 +17,14 @@ from typing import Any
 import torch
 
 from predictors.texture.tiny import TINY_MERGES
-from weights.tiny_sd import SPECIAL_TOKENS, TINY_CONTEXT_DIM, write_tiny_sd_components, write_tiny_tokenizer
+from weights.tiny_sd import (
+    SPECIAL_TOKENS,
+    TINY_CONTEXT_DIM,
+    save_weights,
+    tiny_clip_text_config,
+    write_tiny_sd_components,
+    write_tiny_tokenizer,
+)
 
 TINY_SDXL_TEXT_DIMS = (TINY_CONTEXT_DIM, 32)  # hidden sizes of text_encoder and text_encoder_2
 TINY_SDXL_POOLED_DIM = 32  # text_encoder_2 projection_dim
@@ -87,14 +94,17 @@ def tiny_sdxl_unet(seed: int):
 def build_tiny_sdxl_base(folder: Path, seed: int) -> None:
     """``sdxl-base``: both tokenizers and text encoders, VAE, UNet, scheduler config and model_index.json."""
     write_tiny_sd_components(
-        folder, seed, merges=TINY_MERGES, pad_token=SPECIAL_TOKENS["eos_token"], hidden_act="quick_gelu"
+        folder,
+        seed,
+        merges=TINY_MERGES,
+        pad_token=SPECIAL_TOKENS["eos_token"],
+        hidden_act="quick_gelu",
+        vae_scaling_factor=SDXL_VAE_SCALING_FACTOR,
+        variant=WEIGHT_VARIANT,
     )
-    _set_sdxl_vae_config(folder / "vae" / "config.json")
     vocab = write_tiny_tokenizer(folder / "tokenizer_2", TINY_MERGES, SDXL_SECOND_PAD_TOKEN)
-    _tiny_text_encoder_2(vocab, seed + 4).save_pretrained(folder / "text_encoder_2")
-    tiny_sdxl_unet(seed + 2).save_pretrained(folder / "unet")
-    for component in ("text_encoder", "text_encoder_2", "vae", "unet"):
-        _to_fp16_variant(folder / component)
+    save_weights(_tiny_text_encoder_2(vocab, seed + 4), folder / "text_encoder_2", WEIGHT_VARIANT)
+    save_weights(tiny_sdxl_unet(seed + 2), folder / "unet", WEIGHT_VARIANT)
     (folder / "scheduler").mkdir(parents=True, exist_ok=True)
     (folder / "scheduler" / "scheduler_config.json").write_text(json.dumps(SDXL_SCHEDULER_CONFIG, indent=2))
     (folder / "model_index.json").write_text(json.dumps(SDXL_MODEL_INDEX, indent=2))
@@ -106,49 +116,16 @@ def build_tiny_controlnet_sdxl(folder: Path, seed: int) -> None:
 
     unet = tiny_sdxl_unet(seed + 2)
     torch.manual_seed(seed + 3)
-    ControlNetModel.from_unet(unet, conditioning_embedding_out_channels=(8, 8, 8, 8)).save_pretrained(folder)
-    _to_fp16_variant(folder)
-
-
-def _to_fp16_variant(folder: Path) -> None:
-    """Replace each ``NAME.safetensors`` in ``folder`` by ``NAME.fp16.safetensors`` with float16 tensors, the
-    hub's fp16 weight variant (loaded with ``from_pretrained(..., variant="fp16")``)."""
-    from safetensors.torch import load_file, save_file
-
-    for path in sorted(folder.glob("*.safetensors")):
-        if path.name.endswith(f".{WEIGHT_VARIANT}.safetensors"):
-            continue
-        tensors = {
-            name: tensor.to(torch.float16) if tensor.is_floating_point() else tensor
-            for name, tensor in load_file(path).items()
-        }
-        save_file(tensors, path.with_suffix(f".{WEIGHT_VARIANT}.safetensors"), metadata={"format": "pt"})
-        path.unlink()
-
-
-def _set_sdxl_vae_config(config_path: Path) -> None:
-    """Give the shared tiny VAE SDXL's latent scale and fp32 upcast flag (config values, no weights)."""
-    config = json.loads(config_path.read_text())
-    config.update(scaling_factor=SDXL_VAE_SCALING_FACTOR, force_upcast=True)
-    config_path.write_text(json.dumps(config, indent=2))
+    controlnet = ControlNetModel.from_unet(unet, conditioning_embedding_out_channels=(8, 8, 8, 8))
+    save_weights(controlnet, folder, WEIGHT_VARIANT)
 
 
 def _tiny_text_encoder_2(vocab: dict[str, int], seed: int):
     """A tiny CLIPTextModelWithProjection in the shape of SDXL's OpenCLIP bigG encoder (gelu, projection)."""
-    from transformers import CLIPTextConfig, CLIPTextModelWithProjection
+    from transformers import CLIPTextModelWithProjection
 
     torch.manual_seed(seed)
-    config = CLIPTextConfig(
-        vocab_size=len(vocab),
-        hidden_size=TINY_SDXL_TEXT_DIMS[1],
-        intermediate_size=64,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        max_position_embeddings=77,
-        hidden_act="gelu",
-        projection_dim=TINY_SDXL_POOLED_DIM,
-        pad_token_id=vocab[SDXL_SECOND_PAD_TOKEN],
-        bos_token_id=vocab[SPECIAL_TOKENS["bos_token"]],
-        eos_token_id=vocab[SPECIAL_TOKENS["eos_token"]],
+    config = tiny_clip_text_config(
+        vocab, SDXL_SECOND_PAD_TOKEN, "gelu", TINY_SDXL_TEXT_DIMS[1], TINY_SDXL_POOLED_DIM
     )
     return CLIPTextModelWithProjection(config)
