@@ -96,8 +96,8 @@ def box() -> Mesh:
 
 def _problem(models: TextureModels, box: Mesh, family: str, image: Image.Image | None) -> Run:
     stack = models.base(family)
-    view_pixels = stack.view_latents * stack.vae_scale_factor
-    text, added = stack.encode_text([NEGATIVE, PROMPT], view_pixels, models.device)
+    view_pixels = stack.view_pixels
+    text, added = stack.encode_text([NEGATIVE, PROMPT], models.device)
     control = torch.rand(1, 3, view_pixels, view_pixels, generator=torch.Generator().manual_seed(3))
     projection = build_projection(
         box, orbit_cameras(AZIMUTHS, ELEVATIONS), stack.view_latents, stack.texture_latents

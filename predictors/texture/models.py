@@ -25,6 +25,13 @@ import torch
 
 from predictors.diffusion import encode_prompts
 from predictors.runtime import compute_dtype, log
+from predictors.texture.checkpoints import (
+    CHECKPOINT_DIR,
+    checkpoint_family,
+    checkpoint_path,
+    list_checkpoints,
+    load_checkpoint,
+)
 from predictors.texture.conditions import CONDITIONS
 from predictors.texture.ip_adapter import (
     ADAPTER_FILES,
@@ -106,6 +113,10 @@ class DiffusionStack:
         return max(8, round(self.unet.config.sample_size * self.family.view_ratio))
 
     @property
+    def view_pixels(self) -> int:
+        return self.view_latents * self.vae_scale_factor
+
+    @property
     def texture_latents(self) -> int:
         return max(16, round(self.unet.config.sample_size * self.family.texture_ratio))
 
@@ -117,13 +128,14 @@ class DiffusionStack:
 
     @torch.no_grad()
     def encode_text(
-        self, prompts: list[str], view_pixels: int, device: torch.device
+        self, prompts: list[str], device: torch.device
     ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        """(prompt embeddings [P, L, D], the UNet's extra text conditioning for the same P rows)."""
+        """(prompt embeddings [P, L, D], the UNet's extra text conditioning for the same P rows: SDXL's pooled
+        text and the view size as original and target size)."""
         if self.family.name == "sd15":
             return encode_prompts(self.tokenizers[0], self.text_encoders[0], prompts, device), {}
         embeds, pooled = encode_sdxl_prompts(self.tokenizers, self.text_encoders, prompts, device)
-        time_ids = sdxl_time_ids(view_pixels, view_pixels, len(prompts)).to(device)
+        time_ids = sdxl_time_ids(self.view_pixels, self.view_pixels, len(prompts)).to(device)
         return embeds, {"text_embeds": pooled, "time_ids": time_ids}
 
 
@@ -142,8 +154,6 @@ class TextureModels:
 
     def base(self, name: str | None) -> DiffusionStack:
         """The stack for ``base_model`` (None: sd15): a family name or an installed single-file checkpoint."""
-        from predictors.texture.checkpoints import CHECKPOINT_DIR, checkpoint_path, list_checkpoints
-
         name = name or DEFAULT_BASE
         if name in FAMILIES:
             if name not in self.bases:
@@ -220,13 +230,9 @@ class TextureModels:
         return stack.colour_latents.to(self.device)
 
     def _installed_names(self) -> str:
-        from predictors.texture.checkpoints import list_checkpoints
-
         return ", ".join([*self.bases, *list_checkpoints(self.weights_dir)]) or "none"
 
     def _load_checkpoint(self, path: Path) -> DiffusionStack:
-        from predictors.texture.checkpoints import checkpoint_family, load_checkpoint
-
         family = FAMILIES[checkpoint_family(path)]
         if family.name not in self.bases:
             raise ValueError(
@@ -277,11 +283,12 @@ def load_models(weights_dir: Path, device: torch.device) -> TextureModels:
     modules = [m for stack in bases.values() for m in stack.modules]
     modules += [m for family in controlnets.values() for m in family.values()]
     modules += [encoder[0]] if encoder is not None else []
-    offload = device.type == "cuda" and not _fits(modules, device)
+    total_bytes = sum(_bytes(module) for module in modules)
+    offload = device.type == "cuda" and not _fits(total_bytes, device)
     if not offload:
         for module in modules:
             module.to(device)
-    size_gb = sum(_bytes(module) for module in modules) / 1e9
+    size_gb = total_bytes / 1e9
     placement = "offloaded to the CPU between runs" if offload else f"resident on {device.type}"
     log(
         f"texture: bases {', '.join(bases)}; ControlNets "
@@ -347,9 +354,8 @@ def _bytes(module: torch.nn.Module) -> int:
     return sum(t.numel() * t.element_size() for t in [*module.parameters(), *module.buffers()])
 
 
-def _fits(modules: Sequence[torch.nn.Module], device: torch.device) -> bool:
-    total = torch.cuda.get_device_properties(device).total_memory
-    return sum(_bytes(module) for module in modules) <= RESIDENT_FRACTION * total
+def _fits(size_bytes: int, device: torch.device) -> bool:
+    return size_bytes <= RESIDENT_FRACTION * torch.cuda.get_device_properties(device).total_memory
 
 
 @torch.no_grad()

@@ -146,7 +146,7 @@ class TextureTask:
             mesh, matrix = prepare_mesh(original, settings.keep_uv, settings.texture_size)
         context.record_metric("mesh.faces", len(mesh.faces))
         cameras = orbit_cameras(list(settings.azimuths), list(settings.elevations))
-        view_pixels = stack.view_latents * stack.vae_scale_factor
+        view_pixels = stack.view_pixels
         log(
             f"texture: {stack.name} ({stack.family.name}), {len(cameras)} views of {view_pixels} px "
             f"({stack.view_latents} latents), latent texture {stack.texture_latents}, {settings.condition} "
@@ -186,8 +186,7 @@ class TextureTask:
             settings.prompt, settings.negative_prompt, settings.azimuths, settings.elevations
         )
         with context.stage("encode"):
-            view_pixels = stack.view_latents * stack.vae_scale_factor
-            text, added = stack.encode_text(negatives + positives, view_pixels, models.device)
+            text, added = stack.encode_text(negatives + positives, models.device)
             image_added = models.image_conditioning(stack, image, settings.image_prompt_scale, views)
         conditioning = Conditioning(text, conditions, {**added, **image_added}, added)
         attention = install_multiview_attention(
