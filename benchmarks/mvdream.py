@@ -51,7 +51,7 @@ def _step_seconds(model: MultiViewUNet) -> float:
 
 def _tiny_end_to_end() -> tuple[float, float]:
     from predictors.text_to_multiview.task import load
-    from weights.tiny import build_tiny_stacks
+    from testing.tiny import build_tiny_stacks
 
     with tempfile.TemporaryDirectory() as folder:
         root = Path(folder)

@@ -33,10 +33,10 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from predictors.image_to_3d.models import build_model  # noqa: E402
 from predictors.image_to_3d.task import load  # noqa: E402
+from predictors.image_to_3d.trellis.models import build_model  # noqa: E402
 from predictors.runtime import RunContext  # noqa: E402
-from weights.tiny import build_tiny_stacks  # noqa: E402
+from testing.tiny import build_tiny_stacks  # noqa: E402
 
 EXAMPLE_IMAGE = ROOT / "examples" / "multiview" / "front.png"
 KEYS_FIXTURE = ROOT / "tests" / "fixtures" / "trellis_keys.json"

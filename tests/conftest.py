@@ -2,9 +2,9 @@
 
 import pytest
 
+from testing.tiny import build_tiny_stacks
+from testing.tiny.checkpoint import write_single_file_checkpoint
 from tools.cog_server import CogServer
-from weights.tiny import build_tiny_stacks
-from weights.tiny_checkpoint import write_single_file_checkpoint
 
 # A single-file copy of the tiny sd15 stack, picked with base_model=TINY_CHECKPOINT.
 TINY_CHECKPOINT = "tiny-finetune"

@@ -9,9 +9,9 @@ import json
 import sys
 import time
 
+from testing.tiny import build_tiny_stacks
 from tools.cog_server import ROOT, CogServer, data_uri, decode_data_uri
 from tools.example_views import EXAMPLE_DIR
-from weights.tiny import build_tiny_stacks
 
 OUT_DIR = ROOT / "demo_out"
 # Without an upload URL the server returns files as data URIs, which carry the MIME type but not the name.

@@ -11,13 +11,13 @@ from predictors.geometry.export import export_glb
 from predictors.geometry.preview import write_preview_png
 from predictors.geometry.uv import decimate, unwrap_uv
 from predictors.geometry.video import render_turntable
-from predictors.image_to_3d.pipeline import (
+from predictors.image_to_3d.trellis.pipeline import (
     GenerationSettings,
     TrellisImageTo3D,
     bake_vertex_colours,
     to_world_mesh,
 )
-from predictors.image_to_3d.preprocess import prepare_image
+from predictors.image_to_3d.trellis.preprocess import prepare_image
 from predictors.runtime import RunContext, compute_dtype, log, peak_memory_mb
 
 TRELLIS_STACK = "trellis-image-large"
