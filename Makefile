@@ -23,10 +23,10 @@ lint: $(VENV)/.installed
 	$(VENV)/bin/ruff format --check .
 
 schema: $(VENV)/.installed
-	$(PY) -m tools.openapi_schema
+	$(PY) -m tools.cog_predictors
 
 test: setup lint
-	$(PY) -m tools.openapi_schema --check
+	$(PY) -m tools.cog_predictors --check
 	$(PY) -m pytest -q --durations=15
 
 demo: setup

@@ -29,7 +29,6 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from predictors.runtime import RunContext
 from predictors.text_to_multiview.cameras import camera_vectors, view_azimuths
 from predictors.text_to_multiview.unet import MVDREAM_UNET_CONFIG, MultiViewUNet, build_unet
 
@@ -50,18 +49,28 @@ def _step_seconds(model: MultiViewUNet) -> float:
 
 
 def _tiny_end_to_end() -> tuple[float, float]:
-    from predictors.text_to_multiview.task import load
+    """Setup and one text-to-multiview prediction with tiny weights, through the engine the server uses."""
+    from predictors.engine import Engine
     from testing.tiny import build_tiny_stacks
+    from weights.manifest import load_manifest
 
     with tempfile.TemporaryDirectory() as folder:
         root = Path(folder)
         build_tiny_stacks(root / "weights", ["mvdream-sd21", "sd21-base"])
         (root / "out").mkdir()
-        with contextlib.redirect_stdout(sys.stderr):  # the runner's logs; stdout keeps the figures
+        with contextlib.redirect_stdout(sys.stderr):  # the engine's logs; stdout keeps the figures
             start = time.perf_counter()
-            runner = load(root / "weights", torch.device("cpu"))
+            engine = Engine(root / "weights", torch.device("cpu"))
+            engine.setup(load_manifest(), serves=("text-to-multiview",))
             loaded = time.perf_counter()
-            runner.run({"prompt": "a wooden chair"}, RunContext(root / "out", torch.device("cpu"), seed=1))
+            values = {"prompt": "a wooden chair", "seed": 1}
+            engine.predict(
+                "text-to-multiview",
+                values,
+                root / "out",
+                combined=False,
+                record_metric=lambda key, value: None,
+            )
             return loaded - start, time.perf_counter() - loaded
 
 

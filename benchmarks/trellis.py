@@ -33,13 +33,13 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from predictors.image_to_3d.task import load  # noqa: E402
+from predictors.engine import Engine  # noqa: E402
 from predictors.image_to_3d.trellis.models import build_model  # noqa: E402
-from predictors.runtime import RunContext  # noqa: E402
 from testing.tiny import build_tiny_stacks  # noqa: E402
+from weights.manifest import load_manifest  # noqa: E402
 
 EXAMPLE_IMAGE = ROOT / "examples" / "multiview" / "front.png"
-KEYS_FIXTURE = ROOT / "tests" / "fixtures" / "trellis_keys.json"
+KEYS_FIXTURE = ROOT / "tests" / "image_to_3d" / "trellis" / "fixtures" / "trellis_keys.json"
 SS_FLOW_STEM = "ss_flow_img_dit_L_16l8_fp16"
 
 
@@ -48,17 +48,25 @@ def peak_rss_mb() -> float:
 
 
 def tiny_pipeline() -> None:
+    """The whole image-to-3d prediction with tiny weights, through the engine the server uses."""
+    timings: dict[str, float] = {}
+
+    def record(key: str, value: object) -> None:
+        if key.startswith("timing."):
+            timings[key.removeprefix("timing.")] = float(value)
+
     with tempfile.TemporaryDirectory() as folder:
         weights = Path(folder) / "weights"
         build_tiny_stacks(weights, ["trellis-image-large", "dinov2-with-registers-large"])
-        runner = load(weights, torch.device("cpu"))
+        engine = Engine(weights, torch.device("cpu"))
+        engine.setup(load_manifest(), serves=("image-to-3d",))
         out_dir = Path(folder) / "out"
         out_dir.mkdir()
-        context = RunContext(out_dir, torch.device("cpu"), seed=0)
         start = time.perf_counter()
-        runner.run({"image": str(EXAMPLE_IMAGE), "video": False}, context)
+        values = {"image": EXAMPLE_IMAGE, "video": False, "seed": 0}
+        engine.predict("image-to-3d", values, out_dir, combined=False, record_metric=record)
         total = time.perf_counter() - start
-    for stage, seconds in context.timings.items():
+    for stage, seconds in timings.items():
         print(f"tiny_{stage}_seconds: {seconds:.3f}", flush=True)
     print(f"tiny_total_seconds: {total:.3f}")
     print(f"tiny_peak_rss_mb: {peak_rss_mb():.0f}", flush=True)

@@ -1,4 +1,5 @@
-"""Per-process and per-prediction runtime: device policy, seeding, stage timing and metrics."""
+"""Per-process and per-prediction runtime: device and dtype policy, seeding, stage timing, metrics, and what
+loaders and runners get from the engine (:class:`LoadEnv`, :class:`RunContext`)."""
 
 from __future__ import annotations
 
@@ -13,9 +14,15 @@ from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 import torch
+
+if TYPE_CHECKING:
+    from predictors.background import BackgroundRemover
+    from predictors.outputs import TaskResult
+    from predictors.placement import Placement
 
 MetricSink = Callable[[str, float], None]
 
@@ -51,12 +58,11 @@ def resolve_seed(seed: int | None) -> int:
     return int.from_bytes(os.urandom(4), "little") if seed is None else int(seed)
 
 
-def seed_everything(seed: int) -> torch.Generator:
-    """Seed Python, NumPy and torch, and return a CPU generator for explicit draws."""
+def seed_everything(seed: int) -> None:
+    """Seed Python's, NumPy's and torch's global generators (explicit draws use ``RunContext.generator``)."""
     random.seed(seed)
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
-    return torch.Generator().manual_seed(seed)
 
 
 StageTimer = Callable[[str], AbstractContextManager[None]]
@@ -74,15 +80,34 @@ def timed_stage(name: str, record: Callable[[float], None] | None = None) -> Ite
     log(f"[{name}] done in {elapsed:.2f} s")
 
 
+@dataclass(frozen=True)
+class LoadEnv:
+    """What a task loader gets: the weights folder, the compute device, and the policies tasks share."""
+
+    weights_dir: Path
+    device: torch.device
+    placement: Placement
+    background: BackgroundRemover
+
+
+class Composer(Protocol):
+    """The engine as a composed task sees it: other loaded tasks, called with data."""
+
+    def call(self, task: str, values: dict[str, Any], context: RunContext) -> TaskResult: ...
+
+    def runner(self, task: str) -> Any: ...
+
+
 @dataclass
 class RunContext:
-    """What a task needs from the predictor while it runs: output folder, device, seed, timing."""
+    """What a runner gets for one prediction: a private work folder, device, seed, timing and composition."""
 
-    out_dir: Path
+    work_dir: Path
     device: torch.device
     seed: int
     record_metric: MetricSink = field(default=lambda key, value: None)
     timings: dict[str, float] = field(default_factory=dict)
+    composer: Composer | None = None
 
     def stage(self, name: str) -> AbstractContextManager[None]:
         """Time a stage: logs its start and duration and records ``timing.<name>`` in seconds."""
@@ -93,9 +118,23 @@ class RunContext:
 
         return timed_stage(name, record)
 
-    def output_path(self, name: str) -> Path:
-        """Path of an output file in this prediction's folder."""
-        return self.out_dir / name
+    def generator(self) -> torch.Generator:
+        """A fresh CPU generator seeded with the run's seed (noise drawn on the CPU is the same on any device)."""
+        return torch.Generator().manual_seed(self.seed)
+
+    def call(self, task: str, **values: Any) -> TaskResult:
+        """Run another loaded task with these inputs (its declaration's names; the rest take defaults) and the
+        same seed; returns its result as data."""
+        return self._composer().call(task, values, self)
+
+    def task(self, name: str) -> Any:
+        """The loaded runner of another task, for its data-level methods."""
+        return self._composer().runner(name)
+
+    def _composer(self) -> Composer:
+        if self.composer is None:
+            raise RuntimeError("this run has no engine to compose tasks with")
+        return self.composer
 
 
 class OutputFolders:

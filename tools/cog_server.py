@@ -34,10 +34,34 @@ def decode_data_uri(uri: str) -> bytes:
     return base64.b64decode(payload)
 
 
-class CogServer:
-    """``python -m cog.server.http`` in a subprocess; stops with POST /shutdown (or kill)."""
+def project_view(folder: Path, schema: Path) -> Path:
+    """A folder that looks like the project but bundles ``schema`` as ``.cog/openapi_schema.json`` (what
+    ``cog build`` does for the class it is configured with); the rest are links to the real files."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for entry in ROOT.iterdir():
+        if entry.name not in (".cog", ".git") and not (folder / entry.name).exists():
+            (folder / entry.name).symlink_to(entry)
+    (folder / ".cog").mkdir(exist_ok=True)
+    (folder / ".cog" / "openapi_schema.json").write_bytes(schema.read_bytes())
+    return folder
 
-    def __init__(self, weights_dir: Path, log_path: Path, extra_env: dict[str, str] | None = None) -> None:
+
+class CogServer:
+    """``python -m cog.server.http`` in a subprocess; stops with POST /shutdown (or kill).
+
+    ``predictor`` is the ``predict.py`` class to serve; ``project`` the folder it runs in (default: the project,
+    whose bundled schema is the combined predictor's; see :func:`project_view` for another class's).
+    """
+
+    def __init__(
+        self,
+        weights_dir: Path,
+        log_path: Path,
+        extra_env: dict[str, str] | None = None,
+        *,
+        predictor: str = "Predictor",
+        project: Path = ROOT,
+    ) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         env = dict(os.environ)
@@ -45,7 +69,7 @@ class CogServer:
         env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
         env.update(
             {
-                "COG_PREDICT_TYPE_STUB": "predict.py:Predictor",
+                "COG_PREDICT_TYPE_STUB": f"predict.py:{predictor}",
                 "PORT": str(self.port),
                 "WEIGHTS_DIR": str(weights_dir),
                 "OMP_WAIT_POLICY": "PASSIVE",
@@ -56,7 +80,7 @@ class CogServer:
         self._log = log_path.open("wb")
         self.process = subprocess.Popen(
             [sys.executable, "-m", "cog.server.http", "--host", "127.0.0.1"],
-            cwd=ROOT,
+            cwd=project,
             env=env,
             stdout=self._log,
             stderr=subprocess.STDOUT,

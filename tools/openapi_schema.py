@@ -1,16 +1,14 @@
-"""Generate ``.cog/openapi_schema.json`` the way ``cog build`` does, without Docker or the Go CLI.
+"""OpenAPI schemas of Cog predictor classes, built the way ``cog build`` does, without Docker or the Go CLI.
 
-The coglet server validates inputs (HTTP 422 on a bad enum or an out-of-range number) only when this file
-exists. The inputs come from the Cog SDK's own introspection of ``predict.py:Predictor``; the layout follows
-the rules of Cog's schema generator (per-field ``x-order``, ``title``, enum components referenced with
-``allOf``, ``nullable`` for ``Optional``, ``default`` only for real defaults, ``required`` for the rest).
-
-Usage: ``python -m tools.openapi_schema`` (writes the file) or ``--check`` (exit 1 when it is stale).
+The coglet server validates inputs (HTTP 422 on a bad enum or an out-of-range number) only when
+``.cog/openapi_schema.json`` exists. The inputs come from the Cog SDK's own introspection of a predictor class;
+the layout follows the rules of Cog's schema generator (per-field ``x-order``, ``title``, enum components
+referenced with ``allOf``, ``nullable`` for ``Optional``, ``default`` only for real defaults, ``required`` for
+the rest). ``tools/cog_predictors.py`` writes the files.
 """
 
 from __future__ import annotations
 
-import argparse
 import inspect
 import json
 import sys
@@ -18,8 +16,6 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
-SCHEMA_PATH = ROOT / ".cog" / "openapi_schema.json"
-PREDICTOR_MODULE, PREDICTOR_CLASS = "predict", "Predictor"
 
 
 def _title(name: str) -> str:
@@ -230,13 +226,13 @@ def _paths() -> dict[str, Any]:
     }
 
 
-def build_schema() -> dict[str, Any]:
-    """The OpenAPI document for ``predict.py:Predictor``."""
+def build_schema(module: str, class_name: str) -> dict[str, Any]:
+    """The OpenAPI document for the predictor class ``module:class_name`` (an importable module name)."""
     from cog._inspector import create_predictor
 
     sys.path.insert(0, str(ROOT))
-    info = create_predictor(PREDICTOR_MODULE, PREDICTOR_CLASS)
-    predictor_class = getattr(sys.modules[PREDICTOR_MODULE], PREDICTOR_CLASS)
+    info = create_predictor(module, class_name)
+    predictor_class = getattr(sys.modules[module], class_name)
     input_schema, enums = _input_schema(info, _accepts(predictor_class))
     return {
         "openapi": "3.0.2",
@@ -255,28 +251,3 @@ def build_schema() -> dict[str, Any]:
 
 def render(schema: dict[str, Any]) -> str:
     return json.dumps(schema, indent=2, sort_keys=False) + "\n"
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--check", action="store_true", help="exit 1 if the committed schema is stale")
-    args = parser.parse_args(argv)
-    text = render(build_schema())
-    if args.check:
-        current = SCHEMA_PATH.read_text() if SCHEMA_PATH.exists() else ""
-        if current != text:
-            print(
-                f"{SCHEMA_PATH.relative_to(ROOT)} is stale: run `python -m tools.openapi_schema`",
-                file=sys.stderr,
-            )
-            return 1
-        print(f"{SCHEMA_PATH.relative_to(ROOT)} is up to date")
-        return 0
-    SCHEMA_PATH.parent.mkdir(exist_ok=True)
-    SCHEMA_PATH.write_text(text)
-    print(f"wrote {SCHEMA_PATH.relative_to(ROOT)}")
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from predictors.diffusion.components import decode_latents, vae_scale_factor
 from predictors.runtime import compute_dtype, log
 from predictors.text_to_multiview.unet import MultiViewUNet, ldm_step_count
 
@@ -25,7 +26,9 @@ PROGRESS_EVERY = 10  # log every this many denoising steps
 
 @dataclass
 class MVDreamModels:
-    """The loaded stacks: SD2.1-base tokenizer, text encoder and VAE; MVDream's UNet and scheduler config."""
+    """The loaded stacks: SD2.1-base tokenizer, text encoder and VAE; MVDream's UNet and scheduler config.
+
+    ``device`` is where they run (they live wherever the placement policy keeps them between runs)."""
 
     tokenizer: Any
     text_encoder: torch.nn.Module
@@ -36,12 +39,13 @@ class MVDreamModels:
     dtype: torch.dtype
 
     @property
-    def vae_scale_factor(self) -> int:
-        return 2 ** (len(self.vae.config.block_out_channels) - 1)
+    def modules(self) -> list[torch.nn.Module]:
+        return [self.text_encoder, self.vae, self.unet]
 
 
 def load_models(mvdream_dir: Path, sd21_dir: Path, device: torch.device) -> MVDreamModels:
-    """Load the ``mvdream-sd21`` and ``sd21-base`` diffusers folders (offline) onto ``device``."""
+    """Load the ``mvdream-sd21`` and ``sd21-base`` diffusers folders (offline) on the CPU, in ``device``'s
+    compute dtype."""
     from diffusers import AutoencoderKL, DDIMScheduler, UNet2DConditionModel
     from transformers import CLIPTextModel, CLIPTokenizer
 
@@ -53,7 +57,7 @@ def load_models(mvdream_dir: Path, sd21_dir: Path, device: torch.device) -> MVDr
     vae = AutoencoderKL.from_pretrained(sd21_dir / "vae", local_files_only=True, dtype=dtype)
     unet = UNet2DConditionModel.from_pretrained(mvdream_dir / "unet", local_files_only=True, dtype=dtype)
     scheduler_config = dict(DDIMScheduler.load_config(mvdream_dir / "scheduler", local_files_only=True))
-    modules = [module.to(device).eval().requires_grad_(False) for module in (text_encoder, vae, unet)]
+    modules = [module.eval().requires_grad_(False) for module in (text_encoder, vae, unet)]
     return MVDreamModels(
         tokenizer, modules[0], modules[1], MultiViewUNet(modules[2]), scheduler_config, device, dtype
     )
@@ -63,7 +67,7 @@ def initial_latents(
     models: MVDreamModels, num_views: int, image_size: int, generator: torch.Generator
 ) -> torch.Tensor:
     """Gaussian latents [F, 4, s, s] drawn on the CPU from ``generator`` (same seed -> same noise on any device)."""
-    side = image_size // models.vae_scale_factor
+    side = image_size // vae_scale_factor(models.vae)
     noise = torch.randn((num_views, LATENT_CHANNELS, side, side), generator=generator, dtype=torch.float32)
     return noise.to(models.device, models.dtype)
 
@@ -113,10 +117,6 @@ def denoise(
     return latents
 
 
-@torch.no_grad()
 def decode(models: MVDreamModels, latents: torch.Tensor) -> np.ndarray:
     """Views [F, H, W, 3] float32 in [0, 1] from latents."""
-    scaled = latents / models.vae.config.scaling_factor
-    images = torch.cat([models.vae.decode(one[None]).sample for one in scaled])
-    images = ((images.float() + 1.0) / 2.0).clamp(0.0, 1.0)
-    return images.permute(0, 2, 3, 1).cpu().numpy()
+    return decode_latents(models.vae, latents)

@@ -1,217 +1,104 @@
-"""The ``text-to-multiview`` task: prompt -> four consistent views with MVDream (and optionally a 3D model).
+"""The ``text-to-multiview`` task: prompt -> four consistent views with MVDream.
 
-Outputs, in order: ``views.png`` (2x2 grid, row-major view 0..3), ``view_0.png`` .. ``view_3.png`` (RGBA with
-the background removed when ``output_3d`` is on, else RGB), ``cameras.json`` (each view's MVDream azimuth,
-elevation and 16-float camera vector); with ``output_3d`` also ``model.glb``, ``turntable.mp4`` and
-``preview.png`` from the posed-view reconstruction of the four views (``predictors.geometry.reconstruct``).
-With the default ``azimuth_start`` (90°) the views are front, right, back, left (see ``cameras.py``).
+Result, in order: ``views.png`` (2x2 grid, row-major view 0..3), ``view_0.png`` .. ``view_3.png`` (RGB) and
+``cameras.json`` (each view's MVDream azimuth, elevation and 16-float camera vector, in MVDream's own
+convention). For composition, ``extras`` holds the views as floats [4, H, W, 3] in [0, 1] and their
+perspective ``cameras`` in our world convention (``predictors.geometry.cameras``), ready for reconstruction.
+With the default ``azimuth_start`` (0°) the views are front, right, back, left (see ``cameras.py``).
 """
 
 from __future__ import annotations
 
-import json
-from dataclasses import dataclass
-from pathlib import Path
-from typing import Any
-
 import numpy as np
-import torch
-from PIL import Image
 
-from predictors.diffusion import encode_prompts
-from predictors.geometry.export import export_glb
-from predictors.geometry.preview import image_grid, write_preview_png
-from predictors.geometry.reconstruct import reconstruct
-from predictors.geometry.video import render_turntable
-from predictors.runtime import RunContext, log
-from predictors.text_to_multiview.background import U2NET_FILE, BackgroundRemover
+from predictors.diffusion.prompts import encode_prompts
+from predictors.geometry.preview import image_grid
+from predictors.outputs import TaskResult
+from predictors.runtime import LoadEnv, RunContext, log
 from predictors.text_to_multiview.cameras import (
-    DEFAULT_AZIMUTH_START,
-    DEFAULT_ELEVATION,
+    FRONT_AZIMUTH,
     NUM_VIEWS,
     camera_vectors,
     reconstruction_cameras,
     view_azimuths,
 )
-from predictors.text_to_multiview.pipeline import (
-    MVDreamModels,
-    decode,
-    denoise,
-    initial_latents,
-    load_models,
-)
+from predictors.text_to_multiview.inputs import TextToMultiviewInputs
+from predictors.text_to_multiview.pipeline import MVDreamModels, decode, denoise, initial_latents, load_models
 
-MVDREAM_STACK, SD21_STACK, U2NET_STACK = "mvdream-sd21", "sd21-base", "u2net"
-DEFAULT_STEPS = 50
-DEFAULT_GUIDANCE = 7.5  # Replicate's cog and the gradio demo; scripts/t2i.py uses 10
-DEFAULT_IMAGE_SIZE = 256  # MVDream's training resolution
-IMAGE_SIZE_MULTIPLE = 64  # the VAE halves 3 times, the UNet 3 more
+MVDREAM_STACK, SD21_STACK = "mvdream-sd21", "sd21-base"
 PROMPT_SUFFIX = ", 3d asset"  # appended as by MVDream's scripts/t2i.py
-# Reconstruction from four 256-pixel views: a 512 texture already holds every view pixel.
-RECONSTRUCTION_RESOLUTION = 128
-TEXTURE_SIZE = 512
+CAMERAS_CONVENTION = "MVDream: camera-to-world 4x4, Blender z-up world, row-major, unit distance"
 
 
-@dataclass(frozen=True)
-class Settings:
-    """The validated inputs of one prediction."""
-
-    prompt: str
-    negative_prompt: str
-    steps: int
-    guidance_scale: float
-    elevation: float
-    azimuth_start: float
-    image_size: int
-    output_3d: bool
-
-    @classmethod
-    def from_inputs(cls, inputs: dict[str, Any]) -> Settings:
-        image_size = _default(inputs.get("image_size"), DEFAULT_IMAGE_SIZE)
-        if image_size <= 0 or image_size % IMAGE_SIZE_MULTIPLE:
-            raise ValueError(
-                f"image_size must be a multiple of {IMAGE_SIZE_MULTIPLE} (e.g. 128, 256, 384, 512); got {image_size}"
-            )
-        prompt = str(inputs.get("prompt") or "").strip()
-        if not prompt:
-            raise ValueError("text-to-multiview needs a non-empty prompt")
-        return cls(
-            prompt=prompt if prompt.endswith(PROMPT_SUFFIX) else prompt + PROMPT_SUFFIX,
-            negative_prompt=str(inputs.get("negative_prompt") or ""),
-            steps=int(_default(inputs.get("steps"), DEFAULT_STEPS)),
-            guidance_scale=float(_default(inputs.get("guidance_scale"), DEFAULT_GUIDANCE)),
-            elevation=float(_default(inputs.get("elevation"), DEFAULT_ELEVATION)),
-            azimuth_start=float(_default(inputs.get("azimuth_start"), DEFAULT_AZIMUTH_START)),
-            image_size=int(image_size),
-            output_3d=bool(inputs.get("output_3d") or False),
-        )
-
-
-def _default(value: Any, default: Any) -> Any:
-    return default if value is None else value
+def mvdream_prompt(prompt: str) -> str:
+    """The prompt MVDream samples with: stripped, with ", 3d asset" appended unless it is there."""
+    prompt = prompt.strip()
+    return prompt if prompt.endswith(PROMPT_SUFFIX) else prompt + PROMPT_SUFFIX
 
 
 class TextToMultiview:
-    """MVDream views from a prompt; optional reconstruction of a textured mesh from them."""
+    """MVDream views from a prompt."""
 
-    def __init__(self, models: MVDreamModels, background: BackgroundRemover) -> None:
+    def __init__(self, models: MVDreamModels, env: LoadEnv) -> None:
         self.models = models
-        self.background = background
+        self.placement = env.placement
 
-    def run(self, inputs: dict[str, Any], context: RunContext) -> list[Path]:
-        settings = Settings.from_inputs(inputs)
+    def generate(self, inputs: TextToMultiviewInputs, context: RunContext) -> TaskResult:
+        prompt = mvdream_prompt(inputs.prompt)
         log(
-            f"prompt: {settings.prompt!r}; {settings.steps} steps, guidance {settings.guidance_scale}, "
-            f"elevation {settings.elevation}°, azimuth start {settings.azimuth_start}°, {settings.image_size} px"
+            f"prompt: {prompt!r}; {inputs.steps} steps, guidance {inputs.guidance_scale}, "
+            f"elevation {inputs.elevation}°, azimuth start {inputs.azimuth_start}°, {inputs.image_size} px"
         )
-        azimuths = view_azimuths(NUM_VIEWS, settings.azimuth_start)
-        images = self._generate(settings, azimuths, context)
-        alphas = None
-        if settings.output_3d:
-            with context.stage("background"):
-                log(f"background: removed with {self.background.method}")
-                alphas = self.background.alphas(images)
-        outputs = self._write_views(images, alphas, azimuths, settings.elevation, context)
-        if alphas is not None:
-            outputs += self._reconstruct(images, alphas > 0.5, azimuths, settings.elevation, context)
-        return outputs
+        azimuths = view_azimuths(NUM_VIEWS, inputs.azimuth_start + FRONT_AZIMUTH)
+        with self.placement.on_device(self.models.modules):
+            images = self._sample(inputs, prompt, azimuths, context)
+        rgb = np.round(images * 255.0).astype(np.uint8)
+        vectors = camera_vectors(azimuths, inputs.elevation)
+        cameras = {
+            "convention": CAMERAS_CONVENTION,
+            "views": [
+                {
+                    "file": f"view_{index}.png",
+                    "azimuth": azimuth,
+                    "elevation": inputs.elevation,
+                    "camera": [round(float(value), 7) for value in vectors[index]],
+                }
+                for index, azimuth in enumerate(azimuths)
+            ],
+        }
+        return TaskResult(
+            images={
+                "views.png": image_grid(list(rgb), columns=2),
+                **{f"view_{index}.png": view for index, view in enumerate(rgb)},
+            },
+            documents={"cameras.json": cameras},
+            extras={"views": images, "cameras": reconstruction_cameras(azimuths, inputs.elevation)},
+        )
 
-    def _generate(self, settings: Settings, azimuths: list[float], context: RunContext) -> np.ndarray:
+    def _sample(
+        self, inputs: TextToMultiviewInputs, prompt: str, azimuths: list[float], context: RunContext
+    ) -> np.ndarray:
         models = self.models
         with context.stage("encode"):
             text = encode_prompts(
-                models.tokenizer,
-                models.text_encoder,
-                [settings.negative_prompt, settings.prompt],
-                models.device,
+                models.tokenizer, models.text_encoder, [inputs.negative_prompt, prompt], models.device
             )
-        generator = torch.Generator().manual_seed(context.seed)
-        latents = initial_latents(models, len(azimuths), settings.image_size, generator)
+        latents = initial_latents(models, len(azimuths), inputs.image_size, context.generator())
         with context.stage("denoise"):
             latents = denoise(
                 models,
                 latents,
                 text,
-                camera_vectors(azimuths, settings.elevation),
-                steps=settings.steps,
-                guidance_scale=settings.guidance_scale,
+                camera_vectors(azimuths, inputs.elevation),
+                steps=inputs.steps,
+                guidance_scale=inputs.guidance_scale,
             )
         with context.stage("decode"):
             return decode(models, latents)
 
-    def _write_views(
-        self,
-        images: np.ndarray,
-        alphas: np.ndarray | None,
-        azimuths: list[float],
-        elevation: float,
-        context: RunContext,
-    ) -> list[Path]:
-        with context.stage("export_views"):
-            rgb = np.round(images * 255.0).astype(np.uint8)
-            grid = context.output_path("views.png")
-            Image.fromarray(image_grid(list(rgb), columns=2), mode="RGB").save(grid)
-            paths = [grid]
-            for index, view in enumerate(rgb):
-                path = context.output_path(f"view_{index}.png")
-                if alphas is None:
-                    Image.fromarray(view, mode="RGB").save(path)
-                else:
-                    alpha = np.round(alphas[index] * 255.0).astype(np.uint8)
-                    Image.fromarray(np.dstack([view, alpha]), mode="RGBA").save(path)
-                paths.append(path)
-            cameras = context.output_path("cameras.json")
-            vectors = camera_vectors(azimuths, elevation)
-            cameras.write_text(
-                json.dumps(
-                    {
-                        "convention": "MVDream: camera-to-world 4x4, Blender z-up world, row-major, unit distance",
-                        "views": [
-                            {
-                                "file": f"view_{index}.png",
-                                "azimuth": azimuth,
-                                "elevation": elevation,
-                                "camera": [round(float(value), 7) for value in vectors[index]],
-                            }
-                            for index, azimuth in enumerate(azimuths)
-                        ],
-                    },
-                    indent=2,
-                )
-            )
-            return [*paths, cameras]
 
-    def _reconstruct(
-        self,
-        images: np.ndarray,
-        masks: np.ndarray,
-        azimuths: list[float],
-        elevation: float,
-        context: RunContext,
-    ) -> list[Path]:
-        device = self.models.device
-        mesh = reconstruct(
-            torch.from_numpy(images),
-            torch.from_numpy(masks),
-            reconstruction_cameras(azimuths, elevation),
-            resolution=RECONSTRUCTION_RESOLUTION,
-            texture_size=TEXTURE_SIZE,
-            device=device,
-            stage=context.stage,
-        )
-        context.record_metric("mesh.faces", int(mesh.faces.shape[0]))
-        with context.stage("export_glb"):
-            glb = export_glb(mesh, context.output_path("model.glb"))
-        with context.stage("turntable"):
-            video = render_turntable(mesh, context.output_path("turntable.mp4"), device=str(device))
-        with context.stage("preview"):
-            preview = write_preview_png(mesh, context.output_path("preview.png"), device=str(device))
-        return [glb, video, preview]
-
-
-def load(weights_dir: Path, device: torch.device) -> TextToMultiview:
-    """Task loader used by the engine: the two MVDream stacks, and U^2-Net when the optional stack is there."""
-    models = load_models(weights_dir / MVDREAM_STACK, weights_dir / SD21_STACK, device)
-    background = BackgroundRemover(weights_dir / U2NET_STACK / U2NET_FILE)
-    log(f"text-to-multiview: background removal by {background.method}")
-    return TextToMultiview(models, background)
+def load(env: LoadEnv) -> TextToMultiview:
+    """The two MVDream stacks, on the CPU until placement settles."""
+    models = load_models(env.weights_dir / MVDREAM_STACK, env.weights_dir / SD21_STACK, env.device)
+    env.placement.register("text-to-multiview", models.modules)
+    return TextToMultiview(models, env)

@@ -1,6 +1,6 @@
 """MVDream's UNet in diffusers terms, its scheduler, and the wrapper the sampler calls.
 
-MVDream = SD2.1-base UNet + (a) joint multi-view self-attention (``attention.py``) and (b) a camera embedding
+MVDream = SD2.1-base UNet + (a) joint multi-view self-attention (``predictors.diffusion.attention``) and (b) a camera embedding
 ``Linear(16, 1280) -> SiLU -> Linear(1280, 1280)`` added to the timestep embedding, which is exactly diffusers'
 ``class_embed_type="projection"`` with ``projection_class_embeddings_input_dim=16``.
 """
@@ -13,7 +13,7 @@ from typing import Any
 
 import torch
 
-from predictors.text_to_multiview.attention import install_multiview_attention
+from predictors.diffusion.attention import MultiViewSelfAttention, install_multiview_attention
 
 CAMERA_DIM = 16
 
@@ -100,7 +100,9 @@ class MultiViewUNet(torch.nn.Module):
     def __init__(self, unet: torch.nn.Module, multiview: bool = True) -> None:
         super().__init__()
         self.unet = unet
-        self.processor = install_multiview_attention(unet) if multiview else None
+        self.processor = (
+            install_multiview_attention(unet, MultiViewSelfAttention.joint(1)) if multiview else None
+        )
 
     def forward(
         self,
@@ -113,7 +115,7 @@ class MultiViewUNet(torch.nn.Module):
         """Noise prediction for latents [B * F, 4, h, w] (views of one object consecutive), text context
         [B * F, 77, D] and camera vectors [B * F, 16]."""
         if self.processor is not None:
-            self.processor.num_views = num_views
+            self.processor.set_joint(num_views)
         return self.unet(
             latents, timestep, encoder_hidden_states=context, class_labels=cameras.to(latents.dtype)
         ).sample

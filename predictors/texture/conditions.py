@@ -18,8 +18,8 @@ import torch
 from scipy import ndimage
 
 from predictors.geometry.render import RenderPasses
+from predictors.texture.inputs import CONDITIONS
 
-CONDITIONS = ("depth", "normal", "canny")
 CANNY_LOW, CANNY_HIGH = 100.0, 200.0
 BLUR_RADIUS, BLUR_SIGMA = 2, 2.0  # SyncMVD: GaussianBlur(kernel_size=5, sigma=5 // 3 + 1)
 

@@ -15,8 +15,8 @@ from typing import Any
 
 import torch
 
+from predictors.diffusion.attention import MultiViewSelfAttention
 from predictors.runtime import log
-from predictors.texture.attention import MultiViewSelfAttention
 from predictors.texture.sync import (
     UVProjection,
     composite_background,
@@ -25,7 +25,7 @@ from predictors.texture.sync import (
     synced_step,
 )
 
-BLACK, WHITE = 0, 1  # indices of black and white in the background colour latents
+BLACK_AND_WHITE = 2  # the first two background colour latents are black and white
 
 
 @dataclass(frozen=True)
@@ -198,6 +198,6 @@ def _pick_backgrounds(
     colour_latents: torch.Tensor, views: int, generator: torch.Generator, black_white: bool
 ) -> torch.Tensor:
     """Per-view background latents [N, 4, 1, 1]: random colours, or black/white only."""
-    choices = 2 if black_white else colour_latents.shape[0]
+    choices = BLACK_AND_WHITE if black_white else colour_latents.shape[0]
     picks = torch.randint(0, choices, (views,), generator=generator)
     return colour_latents[picks.to(colour_latents.device)][:, :, None, None]

@@ -26,7 +26,7 @@ from typing import Any
 import torch
 from PIL import Image
 
-from predictors.diffusion import self_attention_names
+from predictors.diffusion.attention import self_attention_names
 from predictors.geometry.images import load_image
 
 IP_ADAPTER_STACK = "ip-adapter"

@@ -1,5 +1,5 @@
 """The texturing stacks: SD1.5 and SDXL bases (diffusers folders or single-file checkpoints), their
-ControlNets, the IP-Adapter, device placement, prompt encoding and VAE work.
+ControlNets, the IP-Adapter, prompt encoding and the background colour latents.
 
 Stack folders (diffusers layout, as on the hub): ``sd15`` and ``sdxl-base`` (bases),
 ``controlnet-{sd15,sdxl}-<condition>`` (one per condition; SDXL has no official normal ControlNet),
@@ -7,23 +7,22 @@ Stack folders (diffusers layout, as on the hub): ``sd15`` and ``sdxl-base`` (bas
 fine-tunes, picked by ``base_model=<name>``; the newest one used stays loaded). SyncMVD samples with DDPM, built
 from each base's scheduler config.
 
-Placement: on CUDA every stack stays resident in fp16 when all of them fit in ``RESIDENT_FRACTION`` of the GPU's
-memory; otherwise they live on the CPU and the ones a run needs move to the GPU for that run.
+Every model is loaded on the CPU and registered with the shared placement policy (``predictors.placement``),
+which keeps them resident on the GPU when everything fits, or moves the ones a run needs for that run.
 """
 
 from __future__ import annotations
 
 import gc
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 
-from predictors.diffusion import encode_prompts
+from predictors.diffusion.components import from_folder, vae_scale_factor
+from predictors.diffusion.prompts import encode_prompts, encode_sdxl_prompts, sdxl_time_ids
+from predictors.placement import Placement, module_bytes
 from predictors.runtime import compute_dtype, log
 from predictors.texture.checkpoints import (
     CHECKPOINT_DIR,
@@ -41,7 +40,6 @@ from predictors.texture.ip_adapter import (
     load_image_encoder,
     set_ip_adapter_scale,
 )
-from predictors.texture.sdxl_prompts import encode_sdxl_prompts, sdxl_time_ids
 
 
 @dataclass(frozen=True)
@@ -64,8 +62,6 @@ FAMILIES = {
         "sdxl", "sdxl-base", {"depth": "controlnet-sdxl-depth", "canny": "controlnet-sdxl-canny"}, 1.0, 8.0
     ),
 }
-DEFAULT_BASE = "sd15"
-RESIDENT_FRACTION = 0.8
 # SyncMVD's background colours (black and white first: the late steps pick only those), sRGB 0-255.
 BACKGROUND_COLOURS = (
     (0, 0, 0),
@@ -105,16 +101,12 @@ class DiffusionStack:
         return [*self.text_encoders, self.vae, self.unet]
 
     @property
-    def vae_scale_factor(self) -> int:
-        return 2 ** (len(self.vae.config.block_out_channels) - 1)
-
-    @property
     def view_latents(self) -> int:
         return max(8, round(self.unet.config.sample_size * self.family.view_ratio))
 
     @property
     def view_pixels(self) -> int:
-        return self.view_latents * self.vae_scale_factor
+        return self.view_latents * vae_scale_factor(self.vae)
 
     @property
     def texture_latents(self) -> int:
@@ -141,7 +133,7 @@ class DiffusionStack:
 
 @dataclass
 class TextureModels:
-    """Every installed texturing stack, with the placement policy."""
+    """Every installed texturing stack; ``placement`` says where they live between runs."""
 
     weights_dir: Path
     device: torch.device
@@ -149,12 +141,11 @@ class TextureModels:
     bases: dict[str, DiffusionStack]
     controlnets: dict[str, dict[str, torch.nn.Module]]  # family -> condition -> ControlNet
     image_encoder: tuple[torch.nn.Module, Any] | None  # (CLIP vision model, its image processor)
-    offload: bool = False
+    placement: Placement
     checkpoint: DiffusionStack | None = None
 
-    def base(self, name: str | None) -> DiffusionStack:
-        """The stack for ``base_model`` (None: sd15): a family name or an installed single-file checkpoint."""
-        name = name or DEFAULT_BASE
+    def base(self, name: str) -> DiffusionStack:
+        """The stack for ``base_model``: a family name or an installed single-file checkpoint."""
         if name in FAMILIES:
             if name not in self.bases:
                 stack = FAMILIES[name].stack
@@ -208,21 +199,6 @@ class TextureModels:
         embeds = image_prompt_embeds(encoder, processor, image, views, self.device, self.dtype)
         return {"image_embeds": embeds}
 
-    @contextmanager
-    def on_device(self, modules: Sequence[torch.nn.Module]) -> Iterator[None]:
-        """Run with ``modules`` on the compute device; when offloading, they go back to the CPU afterwards."""
-        if not self.offload:
-            yield
-            return
-        for module in modules:
-            module.to(self.device)
-        try:
-            yield
-        finally:
-            for module in modules:
-                module.to("cpu")
-            torch.cuda.empty_cache()
-
     def colour_latents(self, stack: DiffusionStack) -> torch.Tensor:
         """The stack's background colour latents [K, 4] on the compute device (its VAE must be there)."""
         if stack.colour_latents is None:
@@ -257,13 +233,13 @@ class TextureModels:
             path.stem, family, tokenizers, encoders, parts.vae, parts.unet, dict(base.scheduler_config)
         )
         adapter_root = self.weights_dir if self.image_encoder is not None else None
-        _prepare_stack(stack, adapter_root, "cpu" if self.offload else self.device, self.dtype)
+        _prepare_stack(stack, adapter_root, self.placement.home, self.dtype)
         self.checkpoint = stack
         return stack
 
 
-def load_models(weights_dir: Path, device: torch.device) -> TextureModels:
-    """Load every installed base, ControlNet and the IP-Adapter (offline), and place them."""
+def load_models(weights_dir: Path, device: torch.device, placement: Placement) -> TextureModels:
+    """Load every installed base, ControlNet and the IP-Adapter (offline, on the CPU) and register them."""
     from diffusers.utils import logging as diffusers_logging
 
     diffusers_logging.set_verbosity_error()  # one "accelerate not found" warning per model otherwise
@@ -283,19 +259,14 @@ def load_models(weights_dir: Path, device: torch.device) -> TextureModels:
     modules = [m for stack in bases.values() for m in stack.modules]
     modules += [m for family in controlnets.values() for m in family.values()]
     modules += [encoder[0]] if encoder is not None else []
-    total_bytes = sum(_bytes(module) for module in modules)
-    offload = device.type == "cuda" and not _fits(total_bytes, device)
-    if not offload:
-        for module in modules:
-            module.to(device)
-    size_gb = total_bytes / 1e9
-    placement = "offloaded to the CPU between runs" if offload else f"resident on {device.type}"
+    placement.register("texture", modules)
+    size_gb = sum(module_bytes(module) for module in modules) / 1e9
     log(
         f"texture: bases {', '.join(bases)}; ControlNets "
         + "; ".join(f"{name}: {', '.join(found) or 'none'}" for name, found in controlnets.items())
-        + f"; IP-Adapter {'installed' if encoder is not None else 'not installed'}; {size_gb:.2f} GB, {placement}"
+        + f"; IP-Adapter {'installed' if encoder is not None else 'not installed'}; {size_gb:.2f} GB"
     )
-    return TextureModels(weights_dir, device, dtype, bases, controlnets, encoder, offload)
+    return TextureModels(weights_dir, device, dtype, bases, controlnets, encoder, placement)
 
 
 def load_base(weights_dir: Path, family: Family, dtype: torch.dtype) -> DiffusionStack:
@@ -306,12 +277,12 @@ def load_base(weights_dir: Path, family: Family, dtype: torch.dtype) -> Diffusio
 
     folder = weights_dir / family.stack
     tokenizers = [CLIPTokenizer.from_pretrained(folder / "tokenizer", local_files_only=True)]
-    encoders = [_from_folder(CLIPTextModel, folder / "text_encoder", dtype)]
+    encoders = [from_folder(CLIPTextModel, folder / "text_encoder", dtype)]
     if family.name == "sdxl":
         tokenizers.append(CLIPTokenizer.from_pretrained(folder / "tokenizer_2", local_files_only=True))
-        encoders.append(_from_folder(CLIPTextModelWithProjection, folder / "text_encoder_2", dtype))
-    vae = _from_folder(AutoencoderKL, folder / "vae", dtype)
-    unet = _from_folder(UNet2DConditionModel, folder / "unet", dtype)
+        encoders.append(from_folder(CLIPTextModelWithProjection, folder / "text_encoder_2", dtype))
+    vae = from_folder(AutoencoderKL, folder / "vae", dtype)
+    unet = from_folder(UNet2DConditionModel, folder / "unet", dtype)
     scheduler_config = dict(DDPMScheduler.load_config(folder / "scheduler", local_files_only=True))
     return DiffusionStack(
         family.name, family, tuple(tokenizers), tuple(encoders), vae, unet, scheduler_config
@@ -325,7 +296,7 @@ def load_controlnets(weights_dir: Path, family: Family, dtype: torch.dtype) -> d
     found = {}
     for condition, stack in family.controlnet_stacks.items():
         if (weights_dir / stack / "config.json").is_file():
-            found[condition] = _from_folder(ControlNetModel, weights_dir / stack, dtype)
+            found[condition] = from_folder(ControlNetModel, weights_dir / stack, dtype)
             found[condition].eval().requires_grad_(False)
     return found
 
@@ -343,21 +314,6 @@ def _prepare_stack(stack: DiffusionStack, adapter_root: Path | None, device, dty
         module.to(device).eval().requires_grad_(False)
 
 
-def _from_folder(cls, folder: Path, dtype: torch.dtype):
-    """``cls.from_pretrained`` offline, with the fp16 variant when only that file is installed."""
-    files = {path.name for path in folder.glob("*.safetensors")}
-    variant = "fp16" if files and all(name.endswith(".fp16.safetensors") for name in files) else None
-    return cls.from_pretrained(folder, local_files_only=True, dtype=dtype, variant=variant)
-
-
-def _bytes(module: torch.nn.Module) -> int:
-    return sum(t.numel() * t.element_size() for t in [*module.parameters(), *module.buffers()])
-
-
-def _fits(size_bytes: int, device: torch.device) -> bool:
-    return size_bytes <= RESIDENT_FRACTION * torch.cuda.get_device_properties(device).total_memory
-
-
 @torch.no_grad()
 def encode_colours(vae: torch.nn.Module, device: torch.device) -> torch.Tensor:
     """Latents [K, 4] of the flat background colours (the VAE posterior mean, spatially averaged), on the CPU."""
@@ -366,12 +322,3 @@ def encode_colours(vae: torch.nn.Module, device: torch.device) -> torch.Tensor:
     images = colours[:, :, None, None].expand(-1, -1, COLOUR_IMAGE_SIZE, COLOUR_IMAGE_SIZE)
     latents = [vae.encode(image[None].to(device, dtype)).latent_dist.mean for image in images]
     return (torch.cat(latents).float().mean(dim=(2, 3)) * vae.config.scaling_factor).cpu()
-
-
-@torch.no_grad()
-def decode_views(vae: torch.nn.Module, latents: torch.Tensor) -> np.ndarray:
-    """Views [N, H, W, 3] float32 in [0, 1] from latents [N, 4, h, w], one view at a time."""
-    dtype = next(vae.parameters()).dtype
-    scaled = latents.to(dtype) / vae.config.scaling_factor
-    images = torch.cat([vae.decode(one[None]).sample for one in scaled])
-    return ((images.float() + 1.0) / 2.0).clamp(0.0, 1.0).permute(0, 2, 3, 1).cpu().numpy()

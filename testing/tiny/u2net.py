@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-from predictors.text_to_multiview.background import U2NET_FILE, U2NET_SIZE
+from predictors.background import U2NET_FILE, U2NET_SIZE
 
 
 def build_tiny_u2net(folder: Path, seed: int) -> None:

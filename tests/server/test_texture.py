@@ -85,7 +85,7 @@ def test_textured_glb_is_valid_and_keeps_the_input_geometry(textured, box, tmp_p
     mp4 = tmp_path / "turntable.mp4"
     mp4.write_bytes(decode_data_uri(outputs[1]))
     assert probe_mp4(mp4)[0] > 0
-    views = Image.open(io.BytesIO(decode_data_uri(outputs[2])))
+    views = Image.open(io.BytesIO(decode_data_uri(outputs[3])))
     assert views.size == (5 * 96, 2 * 96)  # 10 views of 96 px (tiny UNet: 12 latents), 5 per row
     assert {"render_conditions", "projection", "denoise", "bake"} <= set(textured["metrics"]["timing"])
 
@@ -98,7 +98,7 @@ def test_same_seed_same_texture_other_seed_other_texture(server, textured, box):
         server, _inputs(box, seed=6, condition="canny", top_views=False, camera_azimuths="0,90,180,270")
     )
     assert _glb_texture_png(decode_data_uri(other["output"][0])) != first
-    assert Image.open(io.BytesIO(decode_data_uri(other["output"][2]))).size == (4 * 96, 96)
+    assert Image.open(io.BytesIO(decode_data_uri(other["output"][3]))).size == (4 * 96, 96)
 
 
 @pytest.mark.parametrize(
@@ -142,7 +142,7 @@ def test_sdxl_with_an_image_prompt(server, box, tmp_path):
     path.write_bytes(decode_data_uri(first["output"][0]))
     assert validate_glb(path)["numErrors"] == 0
     np.testing.assert_allclose(trimesh.load(path, force="mesh").bounds, box.bounds, atol=1e-4)
-    assert Image.open(io.BytesIO(decode_data_uri(first["output"][2]))).size == (5 * 64, 2 * 64)
+    assert Image.open(io.BytesIO(decode_data_uri(first["output"][3]))).size == (5 * 64, 2 * 64)
     texture = _glb_texture_png(decode_data_uri(first["output"][0]))
     assert _glb_texture_png(decode_data_uri(_predict(server, inputs)["output"][0])) == texture
     plain = _predict(server, _inputs(box, base_model="sdxl", condition="canny"))

@@ -1,15 +1,18 @@
-"""Sampling loop layout, guidance, input validation and background removal of the text-to-multiview task."""
+"""Sampling loop layout, guidance and input validation of the text-to-multiview task."""
 
 import numpy as np
 import pytest
 import torch
-from PIL import Image
 
-from predictors.text_to_multiview.background import BackgroundRemover
+from predictors.background import BackgroundRemover
+from predictors.inputs import parse_inputs
+from predictors.placement import Placement
+from predictors.runtime import LoadEnv
+from predictors.text_to_multiview.cameras import FRONT_AZIMUTH, NUM_VIEWS, view_azimuths
+from predictors.text_to_multiview.inputs import TextToMultiviewInputs
 from predictors.text_to_multiview.pipeline import MVDreamModels, denoise
-from predictors.text_to_multiview.task import PROMPT_SUFFIX, Settings
+from predictors.text_to_multiview.task import PROMPT_SUFFIX, mvdream_prompt
 from predictors.text_to_multiview.unet import MVDREAM_SCHEDULER_CONFIG
-from testing.tiny.u2net import write_onnx_matte
 
 VIEWS = 4
 
@@ -70,51 +73,21 @@ def test_guidance_combines_uncond_and_cond_predictions():
     assert unet.calls[0][0].shape[0] == VIEWS  # scale 1: only the conditional half runs
 
 
-def test_settings_defaults_and_validation():
-    settings = Settings.from_inputs({"prompt": " a red chair "})
-    assert settings.prompt == "a red chair" + PROMPT_SUFFIX
-    assert (settings.steps, settings.guidance_scale, settings.image_size) == (50, 7.5, 256)
-    assert (settings.elevation, settings.azimuth_start) == (15.0, 90.0)
-    assert (settings.output_3d, settings.negative_prompt) == (False, "")
-    assert Settings.from_inputs({"prompt": "a lamp, 3d asset"}).prompt == "a lamp, 3d asset"
-    with pytest.raises(ValueError, match="multiple of 64"):
-        Settings.from_inputs({"prompt": "x", "image_size": 200})
+def test_inputs_defaults_and_validation():
+    inputs = parse_inputs(TextToMultiviewInputs, {"prompt": " a red chair "}, "text-to-multiview")
+    assert mvdream_prompt(inputs.prompt) == "a red chair" + PROMPT_SUFFIX
+    assert (inputs.steps, inputs.guidance_scale, inputs.image_size) == (50, 7.5, 256)
+    assert (inputs.elevation, inputs.azimuth_start, inputs.negative_prompt) == (15.0, 0.0, "")
+    assert mvdream_prompt("a lamp, 3d asset") == "a lamp, 3d asset"
+    with pytest.raises(ValueError, match=r"image_size must be one of 128, 192, 256"):
+        parse_inputs(TextToMultiviewInputs, {"prompt": "x", "image_size": 200}, "text-to-multiview")
     with pytest.raises(ValueError, match="prompt"):
-        Settings.from_inputs({"prompt": "  "})
+        parse_inputs(TextToMultiviewInputs, {"prompt": "  "}, "text-to-multiview")
 
 
-def _square_on_white(size: int = 100) -> tuple[np.ndarray, np.ndarray]:
-    image = np.ones((size, size, 3), np.float32)
-    mask = np.zeros((size, size), bool)
-    mask[30:70, 25:65] = True
-    image[mask] = (0.1, 0.2, 0.3)
-    return image, mask
-
-
-def test_plain_background_fallback_finds_the_object():
-    image, mask = _square_on_white()
-    remover = BackgroundRemover(None)
-    assert remover.method == "plain-background colour"
-    alphas = remover.alphas(np.stack([image, image[::-1]]))
-    np.testing.assert_array_equal(alphas[0] > 0.5, mask)
-    np.testing.assert_array_equal(alphas[1] > 0.5, mask[::-1])
-    with pytest.raises(ValueError, match="could not separate"):
-        remover.alphas(np.ones((1, 64, 64, 3), np.float32))
-
-
-def test_u2net_path_pre_and_post_processing(tmp_path):
-    """An ONNX stand-in for U^2-Net that scores dark pixels as foreground: the matte must follow the object
-    through the resize to 320, the normalisation, the min-max scaling and the resize back."""
-    path = tmp_path / "u2net.onnx"
-    write_onnx_matte(path, np.zeros((320, 320), np.float32), input_weights=[-1.0, -1.0, -1.0])
-    image, mask = _square_on_white()
-    remover = BackgroundRemover(path)
-    assert remover.method == "u2net"
-    alpha = remover.alphas(image[None])[0]
-    assert alpha.shape == mask.shape and alpha.min() >= 0.0 and alpha.max() <= 1.0
-    wrong = (alpha > 0.5) != mask
-    assert wrong.sum() <= 2 * (40 + 40)  # at most a one-pixel band along the square's outline
-    assert alpha[mask].mean() > 0.9 and alpha[~mask].mean() < 0.1
+def test_default_views_are_front_right_back_left_in_mvdreams_convention():
+    # our azimuth 0 (front) is MVDream's 90 (its front faces +x)
+    assert view_azimuths(NUM_VIEWS, 0.0 + FRONT_AZIMUTH) == [90.0, 180.0, 270.0, 360.0]
 
 
 @pytest.mark.cuda
@@ -127,15 +100,11 @@ def test_tiny_run_in_half_precision_on_cuda(tmp_path):
 
     build_tiny_stacks(tmp_path / "weights", ["mvdream-sd21", "sd21-base", "u2net"])
     device = torch.device("cuda")
-    runner = load(tmp_path / "weights", device)
+    env = LoadEnv(tmp_path / "weights", device, Placement(device), BackgroundRemover(None))
+    runner = load(env)
+    env.placement.settle()
     assert runner.models.dtype == torch.float16
-    views = []
-    for run in ("a", "b"):
-        out = tmp_path / run
-        out.mkdir()
-        files = runner.run(
-            {"prompt": "a mug", "steps": 4, "image_size": 128, "output_3d": True}, RunContext(out, device, 5)
-        )
-        assert [path.name for path in files][-3:] == ["model.glb", "turntable.mp4", "preview.png"]
-        views.append(np.asarray(Image.open(out / "view_0.png")))
+    inputs = parse_inputs(TextToMultiviewInputs, {"prompt": "a mug", "steps": 4, "image_size": 128}, "test")
+    views = [runner.generate(inputs, RunContext(tmp_path, device, 5)).images["view_0.png"] for _ in range(2)]
+    assert views[0].shape == (128, 128, 3)
     np.testing.assert_array_equal(views[0], views[1])

@@ -9,10 +9,15 @@ import torch
 import trimesh
 from diffusers import ControlNetModel, DDPMScheduler, UNet2DConditionModel
 
+from predictors.diffusion.attention import (
+    MultiViewSelfAttention,
+    install_multiview_attention,
+    neighbour_views,
+    reference_view,
+)
 from predictors.geometry.cameras import orbit_cameras
 from predictors.geometry.mesh import Mesh
 from predictors.geometry.projection_atlas import projection_atlas
-from predictors.texture.attention import install_multiview_attention, neighbour_views, reference_view
 from predictors.texture.denoise import Conditioning, Schedule, denoise_views
 from predictors.texture.sync import build_projection
 
@@ -51,7 +56,8 @@ def run(models, projection, seed: int, schedule: Schedule, split_guidance: bool 
     )
     scheduler.set_timesteps(3)
     attention = install_multiview_attention(
-        unet, neighbour_views(AZIMUTHS, ELEVATIONS), [reference_view(AZIMUTHS, ELEVATIONS)]
+        unet,
+        MultiViewSelfAttention(neighbour_views(AZIMUTHS, ELEVATIONS), [reference_view(AZIMUTHS, ELEVATIONS)]),
     )
     text = torch.randn(20, 7, 16, generator=torch.Generator().manual_seed(1))
     conditions = torch.rand(10, 3, 128, 128, generator=torch.Generator().manual_seed(2))

@@ -24,17 +24,21 @@ import torch
 import trimesh
 from PIL import Image
 
+from predictors.diffusion.attention import (
+    MultiViewSelfAttention,
+    install_multiview_attention,
+    neighbour_views,
+    reference_view,
+)
 from predictors.geometry.cameras import orbit_cameras
 from predictors.geometry.mesh import Mesh
 from predictors.geometry.projection_atlas import projection_atlas
-from predictors.texture.attention import install_multiview_attention, neighbour_views, reference_view
+from predictors.placement import Placement
 from predictors.texture.denoise import Conditioning, Schedule, denoise_views
 from predictors.texture.ip_adapter import ADAPTER_FILES, IP_ADAPTER_STACK
 from predictors.texture.models import TextureModels, load_models
 from predictors.texture.sync import UVProjection, build_projection
-from testing.tiny import build_tiny_stacks
 
-STACKS = ["sd15", "controlnet-sd15-depth", "sdxl-base", "controlnet-sdxl-depth", "ip-adapter"]
 PROMPT, NEGATIVE = "a weathered bronze statue", "blurry, low quality"
 STEPS = 4
 GUIDANCE = 7.5
@@ -62,15 +66,9 @@ class Run:
 
 
 @pytest.fixture(scope="module")
-def weights_dir(tmp_path_factory) -> Path:
-    root = tmp_path_factory.mktemp("faithful")
-    build_tiny_stacks(root, STACKS)
-    return root
-
-
-@pytest.fixture(scope="module")
-def models(weights_dir) -> TextureModels:
-    models = load_models(weights_dir, torch.device("cpu"))
+def models(tiny_weights) -> TextureModels:
+    device = torch.device("cpu")
+    models = load_models(tiny_weights, device, Placement(device))
     assert models.dtype == torch.float32
     generator = torch.Generator().manual_seed(7)
     for family in models.controlnets.values():
@@ -132,7 +130,8 @@ def _ours(models: TextureModels, run: Run, controlnet_scale: float = CONTROLNET_
     image_added = models.image_conditioning(stack, run.image, IMAGE_PROMPT_SCALE, views=1)
     conditioning = Conditioning(run.text, run.control, {**run.added, **image_added}, run.added)
     attention = install_multiview_attention(
-        stack.unet, neighbour_views(AZIMUTHS, ELEVATIONS), [reference_view(AZIMUTHS, ELEVATIONS)]
+        stack.unet,
+        MultiViewSelfAttention(neighbour_views(AZIMUTHS, ELEVATIONS), [reference_view(AZIMUTHS, ELEVATIONS)]),
     )
     scheduler = stack.new_scheduler()
     scheduler.set_timesteps(STEPS)
@@ -163,11 +162,11 @@ def _start(models: TextureModels, run: Run) -> tuple[torch.Tensor, torch.Generat
     return latents, follower
 
 
-def _pipeline_unet(weights_dir: Path, family: str) -> torch.nn.Module:
+def _pipeline_unet(tiny_weights: Path, family: str) -> torch.nn.Module:
     """The UNet as diffusers loads it from the stack folder (diffusers' own attention processors)."""
     from diffusers import UNet2DConditionModel
 
-    folder = weights_dir / ("sd15" if family == "sd15" else "sdxl-base") / "unet"
+    folder = tiny_weights / ("sd15" if family == "sd15" else "sdxl-base") / "unet"
     variant = "fp16" if any(folder.glob("*.fp16.safetensors")) else None
     unet = UNet2DConditionModel.from_pretrained(
         folder, local_files_only=True, dtype=torch.float32, variant=variant
@@ -176,14 +175,14 @@ def _pipeline_unet(weights_dir: Path, family: str) -> torch.nn.Module:
 
 
 @torch.no_grad()
-def _diffusers(models: TextureModels, weights_dir: Path, run: Run) -> torch.Tensor:
+def _diffusers(models: TextureModels, tiny_weights: Path, run: Run) -> torch.Tensor:
     """Final latents of diffusers' ControlNet pipeline on the same problem."""
     from diffusers import StableDiffusionControlNetPipeline, StableDiffusionXLControlNetPipeline
 
     stack = models.base(run.family)
     common = {
         "vae": stack.vae,
-        "unet": _pipeline_unet(weights_dir, run.family),
+        "unet": _pipeline_unet(tiny_weights, run.family),
         "controlnet": models.controlnet(stack.family, "depth"),
         "scheduler": stack.new_scheduler(),
         "feature_extractor": None,
@@ -217,7 +216,7 @@ def _diffusers(models: TextureModels, weights_dir: Path, run: Run) -> torch.Tens
     if run.image is not None:  # diffusers' own adapter loading, then our image embeddings
         subfolder, weight_name = ADAPTER_FILES[run.family].split("/")
         pipe.load_ip_adapter(
-            str(weights_dir / IP_ADAPTER_STACK),
+            str(tiny_weights / IP_ADAPTER_STACK),
             subfolder=subfolder,
             weight_name=weight_name,
             image_encoder_folder=None,
@@ -260,18 +259,18 @@ def _assert_same(ours: torch.Tensor, theirs: torch.Tensor) -> None:
 
 
 @pytest.mark.parametrize("family", ["sd15", "sdxl"])
-def test_single_view_loop_is_the_controlnet_pipeline(models, weights_dir, box, family):
+def test_single_view_loop_is_the_controlnet_pipeline(models, tiny_weights, box, family):
     run = _problem(models, box, family, image=None)
     ours = _ours(models, run)
-    _assert_same(ours, _diffusers(models, weights_dir, run))
+    _assert_same(ours, _diffusers(models, tiny_weights, run))
     # the ControlNet path matters: without it the result is far from the pipeline's
     assert (ours - _ours(models, run, controlnet_scale=0.0)).abs().max() > 1e-2
 
 
-def test_single_view_loop_with_image_prompt_is_the_pipeline_with_ip_adapter(models, weights_dir, box):
+def test_single_view_loop_with_image_prompt_is_the_pipeline_with_ip_adapter(models, tiny_weights, box):
     run = _problem(models, box, "sd15", image=_prompt_image())
     ours = _ours(models, run)
-    _assert_same(ours, _diffusers(models, weights_dir, run))
+    _assert_same(ours, _diffusers(models, tiny_weights, run))
     # the image prompt matters: the same problem without it ends elsewhere
     plain = _ours(models, _problem(models, box, "sd15", image=None))
     assert (ours - plain).abs().max() > 1e-2

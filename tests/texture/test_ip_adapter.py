@@ -6,7 +6,7 @@ import pytest
 import torch
 from PIL import Image
 
-from predictors.texture.attention import MultiViewSelfAttention, install_multiview_attention
+from predictors.diffusion.attention import MultiViewSelfAttention, install_multiview_attention
 from predictors.texture.ip_adapter import (
     ADAPTER_FILES,
     image_prompt_embeds,
@@ -172,9 +172,9 @@ def test_multiview_attention_keeps_ip_processors_in_either_order(adapter_first, 
     adapter = adapter_dir / ADAPTER_FILES["sd15"]
     if adapter_first:
         install_ip_adapter(unet, adapter)
-        multiview = install_multiview_attention(unet, neighbours, reference)
+        multiview = install_multiview_attention(unet, MultiViewSelfAttention(neighbours, reference))
     else:
-        multiview = install_multiview_attention(unet, neighbours, reference)
+        multiview = install_multiview_attention(unet, MultiViewSelfAttention(neighbours, reference))
         install_ip_adapter(unet, adapter)
     set_ip_adapter_scale(unet, 0.5)
     unet_layers = {name: p for name, p in unet.attn_processors.items() if "transformer_blocks" in name}
@@ -186,7 +186,7 @@ def test_multiview_attention_keeps_ip_processors_in_either_order(adapter_first, 
 
     reference_unet = _tiny_unet(UNET_SEED)  # the documented order, as the oracle for both
     install_ip_adapter(reference_unet, adapter)
-    install_multiview_attention(reference_unet, neighbours, reference)
+    install_multiview_attention(reference_unet, MultiViewSelfAttention(neighbours, reference))
     set_ip_adapter_scale(reference_unet, 0.5)
     torch.testing.assert_close(_run(unet, "sd15", embeds), _run(reference_unet, "sd15", embeds))
     assert isinstance(multiview, MultiViewSelfAttention)

@@ -11,7 +11,7 @@ import json
 import pytest
 import torch
 
-from predictors.texture.sdxl_prompts import encode_sdxl_prompts, sdxl_time_ids
+from predictors.diffusion.prompts import encode_sdxl_prompts, sdxl_time_ids
 from testing.tiny.sdxl import build_tiny_controlnet_sdxl, build_tiny_sdxl_base
 from weights.manifest import load_manifest
 

@@ -9,6 +9,8 @@ from scipy import ndimage
 from predictors.geometry.cameras import orbit_cameras
 from predictors.geometry.mesh import Mesh
 from predictors.geometry.render import render_passes
+from predictors.inputs import parse_inputs
+from predictors.placement import Placement
 from predictors.texture.conditions import (
     canny_edges,
     condition_images,
@@ -16,9 +18,10 @@ from predictors.texture.conditions import (
     gaussian_blur,
     normal_image,
 )
+from predictors.texture.inputs import TextureInputs
 from predictors.texture.models import FAMILIES, TextureModels
 from predictors.texture.prompts import directional_prompts, view_direction
-from predictors.texture.task import OBJECT_RADIUS, Settings, prepare_mesh, undo_normalisation
+from predictors.texture.task import OBJECT_RADIUS, prepare_mesh, undo_normalisation
 
 
 def test_directions_follow_syncmvd_rules():
@@ -84,14 +87,18 @@ def test_depth_is_near_white_and_normals_face_the_camera(box_views):
     torch.testing.assert_close(conditions, gaussian_blur(normals.contiguous()))
 
 
-def test_settings_defaults_and_errors():
-    settings = Settings.from_inputs({"mesh": "m.glb", "prompt": " a vase "})
-    assert settings.prompt == "a vase" and settings.condition == "depth" and settings.steps == 30
-    assert len(settings.azimuths) == 10 and settings.elevations[-2:] == (30.0, 30.0)
-    ring = Settings.from_inputs(
-        {"mesh": "m.glb", "prompt": "x", "camera_azimuths": "0, 120,240", "top_views": False}
-    )
-    assert ring.azimuths == (0.0, 120.0, 240.0) and ring.elevations == (0.0, 0.0, 0.0)
+def _inputs(**values) -> TextureInputs:
+    return parse_inputs(TextureInputs, {"mesh": "m.glb", "prompt": "x", **values}, "texture")
+
+
+def test_inputs_defaults_and_errors():
+    inputs = _inputs(prompt=" a vase ")
+    assert inputs.condition == "depth" and inputs.steps == 30 and inputs.base_model == "sd15"
+    azimuths, elevations = inputs.views()
+    assert azimuths[:8] == (-180.0, -135.0, -90.0, -45.0, 0.0, 45.0, 90.0, 135.0)
+    assert len(azimuths) == 10 and elevations[-2:] == (30.0, 30.0)
+    ring = _inputs(camera_azimuths="0, 120,240", top_views=False)
+    assert ring.views() == ((0.0, 120.0, 240.0), (0.0, 0.0, 0.0))
     for bad, message in [
         ({"prompt": ""}, "prompt"),
         ({"condition": "seg"}, "condition"),
@@ -99,11 +106,14 @@ def test_settings_defaults_and_errors():
         ({"camera_azimuths": ",".join(["0"] * 15)}, "camera_azimuths"),
     ]:
         with pytest.raises(ValueError, match=message):
-            Settings.from_inputs({"mesh": "m.glb", "prompt": "x", **bad})
+            _inputs(**bad)
 
 
 def test_missing_stacks_are_named(tmp_path):
-    models = TextureModels(tmp_path, torch.device("cpu"), torch.float32, {}, {"sd15": {"depth": None}}, None)
+    device = torch.device("cpu")
+    models = TextureModels(
+        tmp_path, device, torch.float32, {}, {"sd15": {"depth": None}}, None, Placement(device)
+    )
     with pytest.raises(ValueError, match="controlnet-sd15-canny"):
         models.controlnet(FAMILIES["sd15"], "canny")
     with pytest.raises(ValueError, match="no official ControlNet for sdxl"):

@@ -9,25 +9,19 @@ Order of random draws (as upstream): conditioning, then one CPU generator seeded
 sparse-structure noise ``[1, 8, 16, 16, 16]`` and then the structured-latent noise ``[N, 8]``, so results do
 not depend on the device's random number generator.
 
-The decoder frame is z-up in [-0.5, 0.5]³; the result is rotated to y-up (``(x, y, z) -> (x, z, -y)``, as
-upstream's GLB export) and scaled by 2 to fill [-1, 1]³ (this project's world convention).
+The decoder frame is z-up in [-0.5, 0.5]³; ``postprocess.py`` turns the result into this project's world.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
-from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import torch
 from PIL import Image
 
-from predictors.geometry.bake import fill_unseen
-from predictors.geometry.mesh import Mesh
-from predictors.runtime import log
+from predictors.runtime import StageTimer, log, timed_stage
 
 MODEL_KEYS = (
     "sparse_structure_flow_model",
@@ -35,12 +29,6 @@ MODEL_KEYS = (
     "slat_flow_model",
     "slat_decoder_mesh",
 )
-# Upstream's GLB rotation from the decoder's z-up frame to y-up, applied to row vectors.
-Z_UP_TO_Y_UP = np.array([[1.0, 0.0, 0.0], [0.0, 0.0, -1.0], [0.0, 1.0, 0.0]])
-WORLD_SCALE = 2.0
-NEAREST_CHUNK = 1 << 20  # texels per nearest-vertex query
-
-Stage = Callable[[str], AbstractContextManager[None]]
 
 
 @dataclass(frozen=True)
@@ -54,13 +42,10 @@ class GenerationSettings:
     slat_guidance: float | None = None
 
 
-def _no_stage(name: str) -> AbstractContextManager[None]:
-    del name
-    return nullcontext()
-
-
 class TrellisImageTo3D:
-    """The loaded TRELLIS stack: conditioner, two flow models, the structure decoder and the mesh decoder."""
+    """The loaded TRELLIS stack: conditioner, two flow models, the structure decoder and the mesh decoder.
+
+    Models are loaded on the CPU in ``dtype``; they run on ``device`` (the placement policy moves them)."""
 
     def __init__(self, trellis_dir: Path, dinov2_dir: Path, device: torch.device, dtype: torch.dtype) -> None:
         from predictors.image_to_3d.trellis.conditioner import DinoV2Conditioner
@@ -83,16 +68,20 @@ class TrellisImageTo3D:
             relative = Path(args["models"][key])
             ckpt_dir, stem = trellis_dir / relative.parent, relative.name
             self.configs[key] = json.loads((ckpt_dir / f"{stem}.json").read_text())["args"]
-            self.models[key] = load_model(ckpt_dir, stem, device, dtype)
+            self.models[key] = load_model(ckpt_dir, stem, "cpu", dtype)
         self.ss_sampler = args["sparse_structure_sampler"]
         self.slat_sampler = args["slat_sampler"]
         normalization = args["slat_normalization"]
         self.slat_mean = torch.tensor(normalization["mean"], dtype=torch.float32, device=device)
         self.slat_std = torch.tensor(normalization["std"], dtype=torch.float32, device=device)
-        self.conditioner = DinoV2Conditioner.from_folder(dinov2_dir, device, dtype)
+        self.conditioner = DinoV2Conditioner.from_folder(dinov2_dir, "cpu", dtype)
+
+    @property
+    def modules(self) -> list[torch.nn.Module]:
+        return [self.conditioner.model, *self.models.values()]
 
     @torch.no_grad()
-    def generate(self, image: Image.Image, settings: GenerationSettings, stage: Stage = _no_stage):
+    def generate(self, image: Image.Image, settings: GenerationSettings, stage: StageTimer = timed_stage):
         """The decoder's coloured mesh (``flexicubes.ExtractedMesh``, decoder frame) for a prepared image."""
         from extensions.sparse import SparseTensor
         from predictors.image_to_3d.trellis.flexicubes import extract_mesh
@@ -137,32 +126,3 @@ class TrellisImageTo3D:
             if len(mesh.faces) == 0:
                 raise RuntimeError("the decoded mesh is empty; try another seed")
         return mesh
-
-
-def to_world_mesh(vertices: torch.Tensor, faces: torch.Tensor, colors: torch.Tensor) -> Mesh:
-    """Decoder-frame mesh (z-up, [-0.5, 0.5]³, colours in [0, 1]) -> y-up Mesh in [-1, 1]³ with vertex colours."""
-    positions = vertices.detach().cpu().double().numpy() @ Z_UP_TO_Y_UP * WORLD_SCALE
-    rgb = np.round(np.clip(colors[:, :3].detach().cpu().numpy(), 0.0, 1.0) * 255.0).astype(np.uint8)
-    return Mesh(vertices=positions, faces=faces.detach().cpu().numpy(), vertex_colors=rgb)
-
-
-def bake_vertex_colours(target: Mesh, source: Mesh, texture_size: int) -> np.ndarray:
-    """Texture uint8 [T, T, 3] for ``target`` (with UVs): each texel takes the colour of the nearest vertex of
-    the finely tessellated, vertex-coloured ``source``; gutters take the nearest covered texel's colour."""
-    from scipy.spatial import cKDTree
-
-    from predictors.geometry.render import rasterize_uv_space
-
-    passes = rasterize_uv_space(target, texture_size)
-    covered = passes.mask.numpy()
-    points = passes.positions.numpy()[covered]
-    tree = cKDTree(source.vertices)
-    nearest = np.concatenate(
-        [
-            tree.query(points[start : start + NEAREST_CHUNK])[1]
-            for start in range(0, len(points), NEAREST_CHUNK)
-        ]
-    )
-    texture = np.zeros((texture_size, texture_size, 3), dtype=np.uint8)
-    texture[covered] = source.vertex_colors[nearest]
-    return fill_unseen(texture, covered)

@@ -1,8 +1,8 @@
 """The input image of ``image-to-3d``: object mask, square crop around the object, 518² on black (TRELLIS).
 
 The mask is the image's alpha when it has some transparency. Otherwise, when ``remove_background`` is on,
-it comes from U²-Net (rembg's ``u2net.onnx`` run with onnxruntime) if ``<weights>/u2net/u2net.onnx`` is
-installed, else from the plain-background rule of :func:`predictors.geometry.masks.background_mask`.
+it comes from the shared background remover (``predictors.background``: U²-Net when installed, else the
+plain-background rule).
 The crop is the square of side ``1.2 * max(w, h)`` centred on the bounding box of alpha > 0.8, resized to
 518² with Lanczos; colours are multiplied by alpha so the background is black.
 """
@@ -15,17 +15,14 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from predictors.background import BackgroundRemover
 from predictors.geometry.images import load_image
-from predictors.geometry.masks import background_mask
 from predictors.runtime import log
 
 OUTPUT_SIZE = 518
 CROP_MARGIN = 1.2
 FOREGROUND_ALPHA = 0.8  # bounding box of alpha above this (0-1 scale)
 MAX_MASK_INPUT_SIDE = 1024  # images are shrunk to this longest side before background removal
-U2NET_SIZE = 320
-U2NET_MEAN = (0.485, 0.456, 0.406)
-U2NET_STD = (0.229, 0.224, 0.225)
 
 
 @dataclass
@@ -33,11 +30,11 @@ class PreparedImage:
     """The conditioning image (RGB 518², black background) and where its mask came from."""
 
     image: Image.Image
-    mask_source: str  # "alpha", "u2net", "plain background" or "none"
+    mask_source: str  # "alpha", "u2net", "plain-background colour" or "none"
 
 
 def prepare_image(
-    path: str | Path, *, remove_background: bool = True, u2net_path: Path | None = None
+    path: str | Path, background: BackgroundRemover, *, remove_background: bool = True
 ) -> PreparedImage:
     """Load an uploaded image and turn it into TRELLIS's conditioning image.
 
@@ -55,12 +52,9 @@ def prepare_image(
         scale = MAX_MASK_INPUT_SIDE / max(image.size)
         if scale < 1:
             image = image.resize((round(image.width * scale), round(image.height * scale)), Image.LANCZOS)
-        if u2net_path is not None and Path(u2net_path).is_file():
-            alpha, source = u2net_alpha(image, Path(u2net_path)), "u2net"
-        else:
+        alpha, source = background.alpha(image, name="image"), background.method
+        if source != "u2net":
             log("image-to-3d: no u2net weights installed; using the plain-background mask")
-            rgb = np.asarray(image, dtype=np.float32) / 255.0
-            alpha, source = background_mask(rgb, name="image").astype(np.uint8) * 255, "plain background"
         rgba = image.copy()
         rgba.putalpha(Image.fromarray(alpha, mode="L"))
     return PreparedImage(crop_to_object(rgba), source)
@@ -85,27 +79,3 @@ def crop_to_object(rgba: Image.Image) -> Image.Image:
     pixels = np.asarray(cropped, dtype=np.float32) / 255.0
     rgb = pixels[..., :3] * pixels[..., 3:4]
     return Image.fromarray(np.round(rgb * 255.0).astype(np.uint8), mode="RGB")
-
-
-def u2net_alpha(image: Image.Image, model_path: Path) -> np.ndarray:
-    """Foreground alpha uint8 [H, W] of an RGB image from U²-Net (rembg's pre- and post-processing)."""
-    try:
-        import onnxruntime
-    except ImportError as error:
-        raise RuntimeError(
-            f"{model_path} is installed but onnxruntime is not: pip install onnxruntime"
-        ) from error
-    session = onnxruntime.InferenceSession(str(model_path), providers=["CPUExecutionProvider"])
-    return _u2net_mask(session, image)
-
-
-def _u2net_mask(session: object, image: Image.Image) -> np.ndarray:
-    small = np.asarray(image.convert("RGB").resize((U2NET_SIZE, U2NET_SIZE), Image.LANCZOS), dtype=np.float32)
-    small = (small / max(float(small.max()), 1e-6) - np.array(U2NET_MEAN)) / np.array(U2NET_STD)
-    batch = small.transpose(2, 0, 1)[None].astype(np.float32)
-    name = session.get_inputs()[0].name
-    prediction = session.run(None, {name: batch})[0][0, 0]
-    low, high = float(prediction.min()), float(prediction.max())
-    prediction = (prediction - low) / max(high - low, 1e-6)
-    mask = Image.fromarray(np.round(prediction * 255.0).astype(np.uint8), mode="L")
-    return np.asarray(mask.resize(image.size, Image.LANCZOS))

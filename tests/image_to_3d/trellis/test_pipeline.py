@@ -8,13 +8,16 @@ import torch
 import trimesh
 from PIL import Image
 
-from predictors.image_to_3d.trellis import preprocess
+from predictors.background import BackgroundRemover
+from predictors.image_to_3d.trellis.inputs import TrellisInputs
 from predictors.image_to_3d.trellis.preprocess import OUTPUT_SIZE, prepare_image
-from predictors.runtime import RunContext
-from testing.tiny import build_tiny_stacks
+from predictors.inputs import parse_inputs
+from predictors.outputs import MeshOutputs, write_outputs
+from predictors.placement import Placement
+from predictors.runtime import LoadEnv, RunContext
 from tests.support.gltf_validation import validate_glb
 
-STACKS = ["trellis-image-large", "dinov2-with-registers-large"]
+PLAIN = BackgroundRemover(None)  # the plain-background rule (no U²-Net)
 
 
 def _save(tmp_path, pixels: np.ndarray, name: str = "in.png"):
@@ -27,7 +30,7 @@ def test_alpha_is_the_mask_and_the_crop_is_square_around_it(tmp_path):
     rgba = np.zeros((200, 300, 4), dtype=np.uint8)
     rgba[..., :3] = 255  # white but transparent background must turn black
     rgba[50:150, 100:160] = (0, 200, 0, 255)  # 100 rows x 60 columns, centred at (99.5, 129.5)
-    prepared = prepare_image(_save(tmp_path, rgba))
+    prepared = prepare_image(_save(tmp_path, rgba), PLAIN)
     pixels = np.asarray(prepared.image).astype(int)
     assert prepared.mask_source == "alpha" and prepared.image.size == (OUTPUT_SIZE, OUTPUT_SIZE)
     green = (pixels[..., 1] > 100) & (pixels[..., 0] < 50)
@@ -43,12 +46,12 @@ def test_alpha_is_the_mask_and_the_crop_is_square_around_it(tmp_path):
 def test_plain_background_fallback_without_u2net(tmp_path, capsys):
     rgb = np.full((120, 120, 3), 255, dtype=np.uint8)
     rgb[40:80, 30:90] = (30, 40, 220)
-    prepared = prepare_image(_save(tmp_path, rgb, "in.jpg"), u2net_path=tmp_path / "absent.onnx")
-    assert prepared.mask_source == "plain background" and "no u2net weights" in capsys.readouterr().out
+    prepared = prepare_image(_save(tmp_path, rgb, "in.jpg"), PLAIN)
+    assert prepared.mask_source == "plain-background colour" and "no u2net weights" in capsys.readouterr().out
     pixels = np.asarray(prepared.image).astype(int)
     assert pixels[0, 0].tolist() == [0, 0, 0]
     assert np.abs(pixels[OUTPUT_SIZE // 2, OUTPUT_SIZE // 2] - [30, 40, 220]).max() < 15
-    kept = prepare_image(_save(tmp_path, rgb, "in.png"), remove_background=False)
+    kept = prepare_image(_save(tmp_path, rgb, "in.png"), PLAIN, remove_background=False)
     assert kept.mask_source == "none" and np.asarray(kept.image)[60, 60].tolist() == [
         255,
         255,
@@ -56,54 +59,41 @@ def test_plain_background_fallback_without_u2net(tmp_path, capsys):
     ]  # kept white
 
 
-def test_u2net_pre_and_post_processing_with_a_stand_in_session():
-    class Session:
-        def get_inputs(self):
-            return [type("Input", (), {"name": "input.1"})()]
-
-        def run(self, outputs, feeds):
-            batch = feeds["input.1"]
-            assert outputs is None and batch.shape == (1, 3, 320, 320) and batch.dtype == np.float32
-            prediction = np.full((1, 1, 320, 320), 0.2, dtype=np.float32)
-            prediction[0, 0, 80:240, 80:240] = 0.9
-            return [prediction]
-
-    alpha = preprocess._u2net_mask(Session(), Image.new("RGB", (640, 480), (10, 20, 30)))
-    assert alpha.shape == (480, 640) and alpha.dtype == np.uint8
-    assert alpha[240, 320] == 255 and alpha[10, 10] == 0  # min-max normalised
-
-
 def test_bad_images_raise_value_errors(tmp_path):
     not_image = tmp_path / "x.png"
     not_image.write_bytes(b"not an image at all")
     with pytest.raises(ValueError, match="not an image"):
-        prepare_image(not_image)
+        prepare_image(not_image, PLAIN)
     with pytest.raises(ValueError, match="no foreground"):
-        prepare_image(_save(tmp_path, np.zeros((64, 64, 4), dtype=np.uint8)))
+        prepare_image(_save(tmp_path, np.zeros((64, 64, 4), dtype=np.uint8)), PLAIN)
     with pytest.raises(ValueError, match="at least 16"):
-        prepare_image(_save(tmp_path, np.zeros((8, 8, 3), dtype=np.uint8)))
+        prepare_image(_save(tmp_path, np.zeros((8, 8, 3), dtype=np.uint8)), PLAIN)
     noisy = np.random.default_rng(0).integers(0, 256, size=(64, 64, 3), dtype=np.uint8)
     with pytest.raises(ValueError, match="plain background"):
-        prepare_image(_save(tmp_path, noisy))
+        prepare_image(_save(tmp_path, noisy), PLAIN)
 
 
 @pytest.fixture(scope="module")
-def runner(tmp_path_factory):
-    from predictors.image_to_3d.task import load
+def runner(tiny_weights):
+    from predictors.image_to_3d.trellis.task import load
 
-    root = tmp_path_factory.mktemp("tiny")
-    build_tiny_stacks(root, STACKS)
-    return load(root, torch.device("cpu"))
+    device = torch.device("cpu")
+    env = LoadEnv(tiny_weights, device, Placement(device), PLAIN)
+    runner = load(env)
+    env.placement.settle()
+    return runner
 
 
-def _run(runner, tmp_path, name: str, seed: int, video: bool = False):
+def _run(runner, tmp_path, name: str, seed: int) -> list:
     rgba = np.zeros((96, 96, 4), dtype=np.uint8)
     rgba[20:80, 30:70] = (220, 120, 40, 255)
     image = _save(tmp_path, rgba, "object.png")
     out = tmp_path / name
     out.mkdir()
-    inputs = {"image": str(image), "ss_steps": 2, "slat_steps": 2, "face_count": 1000, "texture_size": 256}
-    return runner.run({**inputs, "video": video}, RunContext(out, torch.device("cpu"), seed))
+    values = {"image": str(image), "ss_steps": 2, "slat_steps": 2, "face_count": 1000, "texture_size": 256}
+    context = RunContext(out, torch.device("cpu"), seed)
+    result = runner.generate(parse_inputs(TrellisInputs, values, "image-to-3d"), context)
+    return write_outputs(result, MeshOutputs(video=False), out, device="cpu", stage=context.stage)
 
 
 def test_tiny_pipeline_is_deterministic_and_valid(runner, tmp_path):
@@ -121,7 +111,8 @@ def test_tiny_pipeline_is_deterministic_and_valid(runner, tmp_path):
 
 
 def test_tiny_pipeline_mesh_is_y_up_in_the_unit_cube(runner):
-    from predictors.image_to_3d.trellis.pipeline import GenerationSettings, to_world_mesh
+    from predictors.image_to_3d.trellis.pipeline import GenerationSettings
+    from predictors.image_to_3d.trellis.postprocess import to_world_mesh
 
     image = Image.new("RGB", (OUTPUT_SIZE, OUTPUT_SIZE))
     fine = runner.pipeline.generate(image, GenerationSettings(seed=1, ss_steps=1, slat_steps=1))

@@ -1,16 +1,38 @@
-"""SDXL conditioning: prompt embeddings from its two text encoders and the size/crop ids of the UNet.
+"""Prompt encoding for SD1.5 / SD2.1 (one CLIP text encoder) and SDXL (two, with pooled text and time ids).
 
-Matches diffusers' ``StableDiffusionXLPipeline.encode_prompt`` (clip_skip None) for explicit prompts: each
-encoder's penultimate hidden state, concatenated on the feature axis, and the second encoder's projected
-pooled output; and ``_get_add_time_ids`` with no crop and the original size equal to the target size.
+SDXL matches diffusers' ``StableDiffusionXLPipeline.encode_prompt`` (clip_skip None) for explicit prompts: each
+encoder's penultimate hidden state, concatenated on the feature axis, and the second encoder's projected pooled
+output; and ``_get_add_time_ids`` with no crop and the original size equal to the target size.
 """
 
 from __future__ import annotations
 
 import torch
 
-from predictors.diffusion import tokenize_prompts
 from predictors.runtime import log
+
+
+def tokenize_prompts(tokenizer, prompts: list[str]) -> tuple[torch.Tensor, bool]:
+    """Token ids [len(prompts), model_max_length] (padded with the tokenizer's pad token, truncated) and whether
+    any prompt was longer than that."""
+    max_length = tokenizer.model_max_length
+    token_ids = tokenizer(
+        prompts, padding="max_length", max_length=max_length, truncation=True, return_tensors="pt"
+    ).input_ids
+    longest = tokenizer(prompts, padding="longest", return_tensors="pt").input_ids.shape[1]
+    return token_ids, longest > max_length
+
+
+@torch.no_grad()
+def encode_prompts(
+    tokenizer, text_encoder: torch.nn.Module, prompts: list[str], device: torch.device
+) -> torch.Tensor:
+    """Text embeddings [len(prompts), max_length, D]: the text encoder's last hidden state on prompts padded (and
+    truncated, with a log line) to the tokenizer's ``model_max_length``."""
+    token_ids, truncated = tokenize_prompts(tokenizer, prompts)
+    if truncated:
+        log(f"note: prompt truncated to the text encoder's {tokenizer.model_max_length} tokens")
+    return text_encoder(token_ids.to(device))[0]
 
 
 @torch.no_grad()

@@ -1,12 +1,12 @@
-"""The multi-view attention processor against a direct computation of MVDream's attention (tiny UNet, CPU)."""
+"""The multi-view attention processor in MVDream's joint mode against a direct computation of MVDream's attention
+(tiny UNet, CPU)."""
 
 import copy
 
 import pytest
 import torch
 
-from predictors.diffusion import self_attention_names
-from predictors.text_to_multiview.attention import MultiViewAttnProcessor
+from predictors.diffusion.attention import MultiViewSelfAttention, self_attention_names
 from predictors.text_to_multiview.unet import MVDREAM_UNET_CONFIG, MultiViewUNet, build_unet
 from testing.tiny.mvdream import TINY_CONTEXT_DIM, TINY_UNET_CONFIG
 
@@ -115,5 +115,5 @@ def test_processor_sits_on_every_self_attention_of_the_full_size_unet_and_only_t
     self_attention = self_attention_names(model.unet)
     assert len(processors) == 32 and len(self_attention) == 16
     for name, processor in processors.items():
-        assert isinstance(processor, MultiViewAttnProcessor) == (name in self_attention)
+        assert isinstance(processor, MultiViewSelfAttention) == (name in self_attention)
     assert sum(p.numel() for p in model.parameters()) == 867_572_164  # MVDream's MultiViewUNetModel

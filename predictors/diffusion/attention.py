@@ -1,10 +1,14 @@
-"""SyncMVD's multi-view self-attention as a diffusers attention processor.
+"""Multi-view self-attention as one diffusers attention processor, for SyncMVD (texture) and MVDream.
 
 Every ``attn1`` (self-attention) layer is replaced: the queries of view b attend to the keys and values of
 its neighbour views (tokens of the listed views concatenated), and, while ``reference_weight`` > 0, also
 to those of the reference (front) views; ``h = (h_neighbours + w * h_reference) / (1 + w)``. The batch holds
 ``copies`` consecutive groups of the N views (e.g. the negative and positive CFG halves), and a view only
 attends to views of its own group. Cross-attention layers keep their processors (IP-Adapter works).
+
+MVDream's joint attention is the case where every view neighbours every other and there is no reference
+(:meth:`MultiViewSelfAttention.joint`): then the N views' tokens form one sequence per group and run as a single
+attention call, as in MVDream. The processor reuses each layer's own projections, so official weights load as is.
 """
 
 from __future__ import annotations
@@ -13,8 +17,6 @@ from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
-
-from predictors.diffusion import set_self_attention_processor
 
 RING_ELEVATION_LIMIT = 1e-6  # views at elevation 0 form the ring
 
@@ -56,19 +58,34 @@ class MultiViewSelfAttention:
     Set ``reference_weight`` per step (SyncMVD: 1 while t > 800, then 0; at 0 the reference term is skipped).
     """
 
-    def __init__(self, neighbours: Sequence[Sequence[int]], reference: Sequence[int]) -> None:
+    def __init__(self, neighbours: Sequence[Sequence[int]], reference: Sequence[int] = ()) -> None:
         count = len(neighbours)
         if any(not views or min(views) < 0 or max(views) >= count for views in neighbours):
             raise ValueError(f"every view needs neighbour indices in [0, {count}), got {neighbours}")
-        if not reference or min(reference) < 0 or max(reference) >= count:
+        if reference and (min(reference) < 0 or max(reference) >= count):
             raise ValueError(f"reference views must be indices in [0, {count}), got {reference}")
         self.neighbours = [list(views) for views in neighbours]
         self.reference = list(reference)
         self.reference_weight = 0.0
 
+    @classmethod
+    def joint(cls, num_views: int) -> MultiViewSelfAttention:
+        """MVDream's attention: every view of a group attends to all views of that group."""
+        return cls([list(range(num_views))] * num_views)
+
+    def set_joint(self, num_views: int) -> None:
+        """Switch to joint attention over ``num_views`` views (MVDream's batches may change the count)."""
+        self.neighbours = [list(range(num_views))] * num_views
+        self.reference = []
+
     @property
     def num_views(self) -> int:
         return len(self.neighbours)
+
+    @property
+    def is_joint(self) -> bool:
+        everything = list(range(self.num_views))
+        return not self.reference and all(views == everything for views in self.neighbours)
 
     def __call__(
         self,
@@ -87,12 +104,38 @@ class MultiViewSelfAttention:
             hidden_states = hidden_states.reshape(batch, channels, height * width).transpose(1, 2)
         if attn.group_norm is not None:
             hidden_states = attn.group_norm(hidden_states.transpose(1, 2)).transpose(1, 2)
-        total, tokens, _ = hidden_states.shape
+        total = hidden_states.shape[0]
         views = self.num_views
         if total % views:
             raise ValueError(f"batch of {total} is not a whole number of {views}-view groups")
         copies = total // views
-        heads = attn.heads
+        if self.is_joint:
+            merged = self._joint(attn, hidden_states, copies)
+        else:
+            merged = self._neighbours(attn, hidden_states, copies)
+        merged = attn.to_out[1](attn.to_out[0](merged))
+        if spatial:
+            merged = merged.transpose(-1, -2).reshape(batch, channels, height, width)
+        if attn.residual_connection:
+            merged = merged + residual
+        return merged / attn.rescale_output_factor
+
+    def _joint(self, attn: torch.nn.Module, hidden_states: torch.Tensor, copies: int) -> torch.Tensor:
+        """[copies * views, L, C] tokens attended as one sequence of views * L tokens per copy."""
+        total, tokens, channels = hidden_states.shape
+        grouped = hidden_states.reshape(copies, self.num_views * tokens, channels)
+
+        def split_heads(x: torch.Tensor) -> torch.Tensor:
+            return x.reshape(copies, self.num_views * tokens, attn.heads, -1).transpose(1, 2)
+
+        query, key, value = (split_heads(layer(grouped)) for layer in (attn.to_q, attn.to_k, attn.to_v))
+        joint = F.scaled_dot_product_attention(query, key, value)
+        return joint.transpose(1, 2).reshape(total, tokens, -1)
+
+    def _neighbours(self, attn: torch.nn.Module, hidden_states: torch.Tensor, copies: int) -> torch.Tensor:
+        """Each view's queries against its neighbours' (and the reference views') keys and values."""
+        total, tokens, _ = hidden_states.shape
+        views, heads = self.num_views, attn.heads
 
         def grouped(layer: torch.nn.Module) -> torch.Tensor:  # [copies, views, heads, tokens, d]
             projected = layer(hidden_states)
@@ -107,13 +150,7 @@ class MultiViewSelfAttention:
                 out = (out + self.reference_weight * reference) / (1.0 + self.reference_weight)
             outputs.append(out)
         merged = torch.stack(outputs, dim=1)  # [copies, views, heads, tokens, d]
-        merged = merged.permute(0, 1, 3, 2, 4).reshape(total, tokens, -1).to(query.dtype)
-        merged = attn.to_out[1](attn.to_out[0](merged))
-        if spatial:
-            merged = merged.transpose(-1, -2).reshape(batch, channels, height, width)
-        if attn.residual_connection:
-            merged = merged + residual
-        return merged / attn.rescale_output_factor
+        return merged.permute(0, 1, 3, 2, 4).reshape(total, tokens, -1).to(query.dtype)
 
     @staticmethod
     def _attend(
@@ -125,10 +162,17 @@ class MultiViewSelfAttention:
         return F.scaled_dot_product_attention(query, keys, values)
 
 
+def self_attention_names(unet: torch.nn.Module) -> list[str]:
+    """Processor names of the UNet's self-attention layers (``...attn1.processor``)."""
+    return [name for name in unet.attn_processors if name.endswith("attn1.processor")]
+
+
 def install_multiview_attention(
-    unet: torch.nn.Module, neighbours: Sequence[Sequence[int]], reference: Sequence[int]
+    unet: torch.nn.Module, processor: MultiViewSelfAttention
 ) -> MultiViewSelfAttention:
-    """Put one shared processor on every ``attn1`` layer of ``unet``; other layers keep theirs."""
-    processor = MultiViewSelfAttention(neighbours, reference)
-    set_self_attention_processor(unet, processor)
+    """Put one shared ``processor`` on every ``attn1`` layer of ``unet``; other layers keep theirs."""
+    processors = dict(unet.attn_processors)
+    for name in self_attention_names(unet):
+        processors[name] = processor
+    unet.set_attn_processor(processors)
     return processor

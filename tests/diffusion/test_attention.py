@@ -1,4 +1,4 @@
-"""SyncMVD self-attention (predictors.texture.attention) against a per-view loop oracle and a real diffusers
+"""SyncMVD self-attention (predictors.diffusion.attention) against a per-view loop oracle and a real diffusers
 Attention layer; perturbing a view must change exactly the views that attend to it."""
 
 from __future__ import annotations
@@ -7,7 +7,7 @@ import pytest
 import torch
 from diffusers.models.attention_processor import Attention
 
-from predictors.texture.attention import MultiViewSelfAttention, neighbour_views, reference_view
+from predictors.diffusion.attention import MultiViewSelfAttention, neighbour_views, reference_view
 
 AZIMUTHS = [-180, -135, -90, -45, 0, 45, 90, 135, 0, 180]
 ELEVATIONS = [0] * 8 + [30, 30]
